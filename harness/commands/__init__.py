@@ -1,0 +1,1 @@
+"""CLI subcommands, one module each; `harness.cli` registers them."""

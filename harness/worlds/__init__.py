@@ -1,0 +1,1 @@
+"""Worlds: prompts, data, backbone, teacher recipe and evaluator for one domain."""

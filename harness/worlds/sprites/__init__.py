@@ -1,0 +1,1 @@
+"""The embedded CPU-sized world: coloured shapes moving and bouncing."""

@@ -1,0 +1,1 @@
+"""Distillation methods behind one distill/sample interface."""

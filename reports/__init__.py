@@ -1,0 +1,1 @@
+"""Paper-style tables, figures and the HTML report."""
