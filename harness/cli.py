@@ -1,0 +1,91 @@
+"""The ``harness`` command: jsonargparse subcommands, one module each under :mod:`harness.commands`.
+
+Only commands that work are registered here; each later command adds one line to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from jsonargparse import ArgumentError, ArgumentParser
+
+from .commands.ls import ls
+from .commands.run import run, validate
+from .errors import HarnessError
+
+
+def _study_args(p: ArgumentParser) -> None:
+    p.add_argument("study", type=Path, help="study YAML file")
+    p.add_argument("--preset", type=str, default=None, help="a preset defined in the study's 'presets'")
+    p.add_argument("-s", "--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                   help="override a key of the study, e.g. --set seeds=[0,1] (repeatable; merges over the preset)")
+    p.add_argument("--print_config", action="store_true", help="print the fully resolved study and exit")
+
+
+def _run_parser() -> ArgumentParser:
+    p = ArgumentParser(description=run.__doc__, exit_on_error=False)
+    _study_args(p)
+    p.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path("runs"), help="root of the run store")
+    p.add_argument("--cache-dir", dest="cache_dir", type=Path, default=None,
+                   help="stage cache shared across studies (default: RUNS_DIR/.stages or $HARNESS_CACHE_DIR)")
+    p.add_argument("--workers", type=int, default=None, help="run N runs at once in a local process pool")
+    p.add_argument("--force", action="store_true", help="recompute runs even when complete")
+    p.add_argument("--plain", action="store_true", help="log lines instead of a live display")
+    return p
+
+
+def _validate_parser() -> ArgumentParser:
+    p = ArgumentParser(description=validate.__doc__, exit_on_error=False)
+    _study_args(p)
+    return p
+
+
+def _ls_parser() -> ArgumentParser:
+    p = ArgumentParser(description=ls.__doc__, exit_on_error=False)
+    p.add_argument("runs_dir", type=Path, nargs="?", default=Path("runs"), help="a runs folder or one study's folder")
+    return p
+
+
+COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
+    "run": (_run_parser, run),
+    "validate": (_validate_parser, validate),
+    "ls": (_ls_parser, ls),
+}
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="harness", description="Few-step causal video distillation harness.",
+                            exit_on_error=False)
+    sub = parser.add_subcommands(dest="command")
+    for name, (make, fn) in COMMANDS.items():
+        sub.add_subcommand(name, make(), help=(fn.__doc__ or "").strip().splitlines()[0])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("HARNESS_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    if os.getcwd() not in sys.path:  # modules a study lists in allow_modules may live next to it, as with `python -m`
+        sys.path.insert(0, os.getcwd())
+    parser = build_parser()
+    try:
+        cfg = parser.parse_args(argv)
+    except ArgumentError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    name = cfg.command
+    _, fn = COMMANDS[name]
+    kwargs = dict(cfg[name].as_dict()) if hasattr(cfg[name], "as_dict") else dict(vars(cfg[name]))
+    try:
+        return int(fn(**kwargs) or 0)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""``harness ls``: what is in a runs folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..driver import ls_rows
+from ..errors import ConfigError
+
+COLUMNS = ("study", "hash", "variant", "seed", "status", "duration_s", "headline")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    cells = [[_cell(r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(COLUMNS)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(row) for row in cells])
+
+
+def ls(runs_dir: Path = Path("runs")) -> int:
+    """Print one line per run: study, hash, variant, seed, status, duration and headline metric."""
+    if not runs_dir.exists():
+        raise ConfigError(f"{runs_dir}: no such runs folder")
+    rows = ls_rows(runs_dir)
+    if not rows:
+        print(f"{runs_dir}: no runs yet")
+        return 0
+    print(format_table(rows))
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        print(f"failed {r['hash']} ({r['variant']}, seed {r['seed']}): {r['reason']}")
+    return 0

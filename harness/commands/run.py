@@ -1,0 +1,45 @@
+"""``harness run`` and ``harness validate``: a study file in, runs or a verdict out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..driver import DEFAULT_RUNS_DIR, make_executor, run_study
+from ..progress import make_progress
+from ..study import check_instantiable, load_study
+
+
+def run(study: Path, preset: str | None = None, overrides: list[str] | None = None,
+        runs_dir: Path = Path(DEFAULT_RUNS_DIR), cache_dir: Path | None = None, workers: int | None = None,
+        force: bool = False, print_config: bool = False, plain: bool = False) -> int:
+    """Run every run of a study that is not complete yet; complete runs are skipped, dead ones resumed."""
+    resolved = load_study(study, preset, overrides)
+    if print_config:
+        sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
+        return 0
+    executor = make_executor(resolved, workers)
+    display = make_progress(workers or 1, force_plain=plain)
+    try:
+        summary = run_study(resolved, executor, runs_dir=runs_dir, cache_dir=cache_dir, force=force,
+                            progress=display)
+    finally:
+        display.close()
+    for line in summary.lines():
+        print(line, file=sys.stderr if summary.failed else sys.stdout)
+    return summary.exit_code
+
+
+def validate(study: Path, preset: str | None = None, overrides: list[str] | None = None,
+             print_config: bool = False) -> int:
+    """Parse a study and build every plugin it names, without running anything."""
+    resolved = load_study(study, preset, overrides)
+    if print_config:
+        sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
+    built = check_instantiable(resolved)
+    seeds = resolved.config["seeds"]
+    print(f"ok: {study} — study '{resolved.name}', {len(resolved.runs)} runs "
+          f"({len(built)} distinct pipelines × {len(seeds)} seeds), every plugin built")
+    return 0

@@ -1,0 +1,210 @@
+"""Study files: YAML → presets and overrides → allowlist check → typed, validated objects.
+
+Every problem is reported as one :class:`ConfigError` line that names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+# Plugins may come from the project's own packages, plus modules a study lists in ``allow_modules``.
+PROJECT_PACKAGES = ("harness", "methods", "reports")
+
+STUDY_KEYS_NOT_IN_RUNS = ("tracker", "executor", "presets", "description", "allow_modules")
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw YAML handling
+# ---------------------------------------------------------------------------------------------
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a study YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {exc.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a study file must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Merge ``override`` over ``base``; a plugin node whose class_path changes is replaced whole."""
+    if not (isinstance(base, Mapping) and isinstance(override, Mapping)):
+        return copy.deepcopy(override)
+    if "class_path" in override and override.get("class_path") != base.get("class_path"):
+        return copy.deepcopy(dict(override))
+    out = dict(copy.deepcopy(base))
+    for key, value in expand_dotted(override).items():
+        out[key] = deep_merge(out[key], value) if key in out else copy.deepcopy(value)
+    return out
+
+
+def expand_dotted(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` → ``{"a": {"b": 1}}``, so overrides can name deep keys in one line."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{key}' conflicts with another override of '{part}'")
+        leaf = parts[-1]
+        node[leaf] = deep_merge(node[leaf], value) if leaf in node else value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value`` with the value read as YAML (``seeds=[0,1]``, ``lr=1e-3``, ``name=x``)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    if not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise ConfigError(f"override '{text}': '{key}' is not a key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+# ---------------------------------------------------------------------------------------------
+# Allowlist
+# ---------------------------------------------------------------------------------------------
+def iter_class_paths(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Yield ``(key path, class_path)`` for every plugin named anywhere in a raw config tree."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "class_path":
+                yield path or "<root>", value
+            else:
+                yield from iter_class_paths(value, sub)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from iter_class_paths(value, f"{path}[{i}]")
+
+
+def check_allowlist(raw: Mapping[str, Any], allow_modules: list[str], source: str) -> None:
+    """Refuse any class_path outside the project's packages and the study's ``allow_modules``.
+
+    Checked on the raw tree, before anything is imported: naming a module must not run its code.
+    """
+    allowed = PROJECT_PACKAGES + tuple(allow_modules)
+    for key, class_path in iter_class_paths(raw):
+        if not isinstance(class_path, str) or not class_path:
+            raise ConfigError(f"{source}: key '{key}.class_path' must be a dotted import path")
+        if "." not in class_path:
+            continue  # a short name resolves only to an already-imported subclass
+        module = class_path.rsplit(".", 1)[0]
+        if not any(module == ok or module.startswith(ok + ".") for ok in allowed):
+            raise ConfigError(
+                f"{source}: key '{key}.class_path': '{class_path}' is not allowed; plugins must come from "
+                f"{', '.join(PROJECT_PACKAGES)} or a module listed in the study's allow_modules"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# jsonargparse errors → one line
+# ---------------------------------------------------------------------------------------------
+def format_parse_error(message: str, raw: Mapping[str, Any] | None = None, prefix: str = "") -> str:
+    """Turn jsonargparse's nested, multi-line message into ``key.path: reason``."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    keys: list[str] = [prefix] if prefix else []
+    reason = lines[-1] if lines else str(message)
+    for line in lines:
+        m = re.match(r'Parser key "([^"]+)"', line)
+        if m:
+            keys.append(m.group(1))
+        elif re.match(r"Problem with given class_path '([^']+)'", line):
+            keys.append("init_args")
+    m = re.match(r"(?:Option|Key) '([^']+)' is not accepted", reason)
+    if m:
+        bad = m.group(1)
+        reason = f"unknown key '{bad}'"
+        hint = _did_you_mean(bad, ".".join(k for k in keys if k), raw)
+        if hint:
+            reason += f" (did you mean '{hint}'?)"
+    elif m := re.match(r"Group '([^']+)' does not accept nested key '([^']+)'", reason):
+        reason = f"unknown key '{m.group(2)}'"
+    elif keys and keys[-1] == "init_args" and re.match(r"(No module named|module '[^']+' has no attribute)", reason):
+        keys[-1] = "class_path"
+        reason = f"cannot import: {reason}"
+    reason = reason.replace("<class '", "").replace("'>", "")
+    path = ".".join(k for k in keys if k)
+    return f"key '{path}': {reason}" if path else reason
+
+
+def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None) -> str | None:
+    """Suggest a close accepted name: init args of the plugin at ``key_path``, or top-level keys."""
+    candidates: list[str] = []
+    if raw is not None and key_path.endswith("init_args"):
+        node: Any = raw
+        for part in key_path.split(".")[:-1]:
+            node = node.get(part, {}) if isinstance(node, Mapping) else {}
+        class_path = node.get("class_path") if isinstance(node, Mapping) else None
+        if isinstance(class_path, str) and "." in class_path:
+            try:
+                module, name = class_path.rsplit(".", 1)
+                cls = getattr(importlib.import_module(module), name)
+                candidates = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+            except (ImportError, AttributeError, TypeError, ValueError):
+                candidates = []
+    elif not key_path:
+        from .study import Study  # noqa: PLC0415 - the schema lives there
+
+        candidates = [p for p in inspect.signature(Study).parameters]
+    match = difflib.get_close_matches(bad, candidates, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+@dataclass
+class LoadedStudy:
+    """A study file after presets and overrides, before typed parsing."""
+
+    path: Path
+    raw: dict[str, Any]
+    preset: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+def load_raw_study(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> LoadedStudy:
+    """Read the YAML, merge the chosen preset and the ``key=value`` overrides over it."""
+    path = Path(path)
+    raw = read_yaml(path)
+    presets = raw.get("presets") or {}
+    if not isinstance(presets, Mapping):
+        raise ConfigError(f"{path}: key 'presets' must map preset names to overrides")
+    if preset is not None:
+        if preset not in presets:
+            known = ", ".join(sorted(presets)) or "none"
+            raise ConfigError(f"{path}: unknown preset '{preset}' (this study defines: {known})")
+        if not isinstance(presets[preset], Mapping):
+            raise ConfigError(f"{path}: key 'presets.{preset}' must be a mapping of overrides")
+        raw = deep_merge(raw, presets[preset])
+    for text in overrides or []:
+        key, value = parse_override(text)
+        raw = deep_merge(raw, {key: value})
+    allow = raw.get("allow_modules") or []
+    if not isinstance(allow, list) or not all(isinstance(m, str) for m in allow):
+        raise ConfigError(f"{path}: key 'allow_modules' must be a list of module names")
+    check_allowlist(raw, allow, str(path))
+    return LoadedStudy(path=path, raw=raw, preset=preset, overrides=list(overrides or []))

@@ -1,0 +1,85 @@
+"""What one run does, and the context the engine hands it.
+
+A study names one :class:`Pipeline` (``pipeline: {class_path: ..., init_args: ...}``); every run of
+the study is that pipeline with the run's overrides and seed. The pipeline asks the context for
+cached stages, checkpoints, logging and progress, and returns its metrics; the engine owns run
+folders, status, locking, tracking and failure handling.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .checkpoints import CheckpointStore
+from .errors import TrainingDiverged
+from .stages import Artifact, StageCache
+from .store import RunDir
+from .tracking import Tracker
+
+ProgressSink = Callable[[dict[str, Any]], None]
+
+
+class Pipeline(ABC):
+    """One run's computation. Subclasses are plugins; their ``__init__`` arguments are the config.
+
+    Constructors must be cheap (``harness validate`` builds every plugin without running it).
+    ``headline`` names the metric that ``harness ls`` and summaries show.
+    """
+
+    headline: str | None = None
+
+    @abstractmethod
+    def run(self, ctx: "RunContext") -> Mapping[str, Any]:
+        """Compute the run and return its metrics (numbers, or small JSON-able values)."""
+
+
+@dataclass
+class RunContext:
+    """Everything a pipeline may touch while it runs."""
+
+    seed: int
+    labels: dict[str, str]
+    run_dir: RunDir
+    stages: StageCache
+    tracker: Tracker
+    progress_sink: ProgressSink | None = None
+    checkpoints: CheckpointStore = field(init=False)
+    _last_step: int = field(default=-1, init=False)
+
+    def __post_init__(self) -> None:
+        self.checkpoints = CheckpointStore(self.run_dir.checkpoints_dir)
+
+    @property
+    def samples_dir(self) -> Path:
+        self.run_dir.samples_dir.mkdir(parents=True, exist_ok=True)
+        return self.run_dir.samples_dir
+
+    @property
+    def workdir(self) -> Path:
+        return self.run_dir.path
+
+    def stage(self, name: str, config: Mapping[str, Any], build: Callable[[Path], Any],
+              inputs: Iterable[Artifact | str] = ()) -> Artifact:
+        """A cached artifact shared across runs and studies (see :class:`StageCache`)."""
+        self.progress(stage=f"{name} (cache)")
+        artifact = self.stages.get(name, config, build, inputs,
+                                   on_wait=lambda: self.progress(stage=f"{name} (waiting for another run)"))
+        return artifact
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Append to ``metrics.jsonl`` and mirror to the tracker; a NaN/Inf fails the run."""
+        for key, value in metrics.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainingDiverged(f"{key} is {value} at step {step}")
+        self.run_dir.log_metrics(dict(metrics), step)
+        self.tracker.log(metrics, step)
+        self._last_step = step
+
+    def progress(self, stage: str | None = None, step: int | None = None, total: int | None = None) -> None:
+        """Report where the run is; shown by the study's progress display."""
+        if self.progress_sink is not None:
+            self.progress_sink({"run": self.run_dir.hash, "stage": stage, "step": step, "total": total})

@@ -1,0 +1,192 @@
+"""One run's life: lock → status → pipeline → result, with heartbeat, tracking and failure capture."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .atomic import atomic_write_json, atomic_write_text
+from .errors import HarnessError
+from .pipeline import Pipeline, RunContext
+from .provenance import collect, utc_now
+from .stages import StageCache
+from .store import COMPLETE, FAILED, HEARTBEAT_INTERVAL_S, RUNNING, RunDir, RunStore
+from .study import RunSpec, instantiate_plugin
+from .tracking import GuardedTracker, NullTracker, RunInfo, Tracker, scrub_secrets
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[dict[str, Any]], None]
+
+# Outcome states beyond the stored ones.
+CACHED = "cached"  # complete before this invocation: nothing recomputed
+BUSY = "busy"  # another process holds the run right now
+
+
+@dataclass
+class RunJob:
+    """Everything a worker needs to execute one run; plain data, so it pickles to any process."""
+
+    spec: RunSpec
+    runs_root: str
+    cache_root: str
+    tracker_config: dict[str, Any] = field(default_factory=lambda: {"class_path": "harness.tracking.NullTracker"})
+    force: bool = False
+    heartbeat_s: float = HEARTBEAT_INTERVAL_S
+
+
+@dataclass
+class RunOutcome:
+    hash: str
+    name: str
+    state: str  # complete | failed | cached | busy
+    seconds: float = 0.0
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    headline: str | None = None
+    resumed_from: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state in (COMPLETE, CACHED)
+
+
+class _Monitor:
+    """Serialises status writes and keeps the heartbeat going while the pipeline runs."""
+
+    def __init__(self, run_dir: RunDir, sink: ProgressSink | None, interval: float):
+        self.run_dir, self.sink, self.interval = run_dir, sink, interval
+        self.lock = threading.Lock()
+        self.where: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def event(self, ev: dict[str, Any]) -> None:
+        with self.lock:
+            if ev.get("stage") is not None:
+                self.where = {"stage": ev["stage"], "step": ev.get("step"), "total": ev.get("total")}
+            elif ev.get("step") is not None:
+                self.where.update(step=ev["step"], total=ev.get("total", self.where.get("total")))
+        if self.sink is not None:
+            self.sink(ev)
+
+    def status(self, state: str, **fields: Any) -> None:
+        with self.lock:
+            self.run_dir.write_status(state, **fields)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self.lock:
+                self.run_dir.touch_heartbeat(**self.where)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {text}"
+
+
+def _json_metrics(metrics: Mapping[str, Any], run: str) -> dict[str, Any]:
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"pipeline of run {run} returned {type(metrics).__name__}, expected a mapping of metrics")
+    out = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item") and callable(value.item):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"metric '{key}' is {value}")
+        json.dumps(value)  # raises TypeError naming the type if it cannot be stored
+        out[str(key)] = value
+    return out
+
+
+def execute_run(job: RunJob, progress: ProgressSink | None = None) -> RunOutcome:
+    """Execute one run unless it is complete already or another process holds it."""
+    spec = job.spec
+    run_dir = RunStore(job.runs_root, spec.study).run(spec.short)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    lock = run_dir.lock()
+    if not lock.acquire(blocking=False):
+        return RunOutcome(spec.hash, spec.name, BUSY)
+    try:
+        status = run_dir.read_status()
+        if status.get("state") == COMPLETE and not job.force:
+            result = run_dir.read_result() or {}
+            return RunOutcome(spec.hash, spec.name, CACHED, metrics=result.get("metrics", {}),
+                              headline=result.get("headline"))
+        if job.force:
+            run_dir.clear()
+            status = {}
+        return _execute_locked(job, run_dir, status, progress)
+    finally:
+        lock.release()
+
+
+def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: ProgressSink | None) -> RunOutcome:
+    spec = job.spec
+    started, t0 = utc_now(), time.time()
+    attempts = int(previous.get("attempts", 0)) + 1
+    run_dir.write_config({"study": spec.study, "hash": spec.hash, "labels": spec.labels, **spec.config})
+    monitor = _Monitor(run_dir, progress, job.heartbeat_s)
+    monitor.status(RUNNING, started=started, attempts=attempts, stage="starting", step=None, total=None)
+    tracker = GuardedTracker(_make_tracker(job))
+    tracker.start(RunInfo(id=spec.short, name=spec.name, group=spec.study, job_type=spec.job_type,
+                          config=scrub_secrets({"labels": spec.labels, **spec.config}),
+                          dir=Path(job.runs_root) / spec.study / "wandb"))
+    monitor.event({"run": spec.short, "name": spec.name, "stage": "starting", "event": "start"})
+    monitor.start()
+    resumed_from = None
+    try:
+        pipeline: Pipeline = instantiate_plugin(spec.config["pipeline"], Pipeline, f"run {spec.name}", "pipeline")
+        ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), run_dir=run_dir, stages=StageCache(job.cache_root),
+                         tracker=tracker, progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}))
+        steps = ctx.checkpoints.steps()
+        if steps:
+            resumed_from = steps[-1]
+            run_dir.truncate_metrics_after(resumed_from)
+        elif run_dir.metrics_path.exists():
+            run_dir.metrics_path.unlink()
+        metrics = _json_metrics(pipeline.run(ctx), spec.name)
+    except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, and the study goes on
+        monitor.stop()
+        reason = _one_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+        atomic_write_text(run_dir.path / "error.log", "".join(traceback.format_exception(exc)))
+        monitor.status(FAILED, reason=reason, ended=utc_now(), seconds=round(time.time() - t0, 3))
+        tracker.finish(FAILED)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return RunOutcome(spec.hash, spec.name, FAILED, time.time() - t0, reason, resumed_from=resumed_from)
+    monitor.stop()
+    seconds = time.time() - t0
+    headline = getattr(pipeline, "headline", None)
+    run_dir.write_result({"metrics": metrics, "headline": headline, "seconds": round(seconds, 3),
+                          "resumed_from": resumed_from})
+    atomic_write_json(run_dir.provenance_path, {**collect(), "started": started, "ended": utc_now(),
+                                                 "seconds": round(seconds, 3), "attempts": attempts})
+    monitor.status(COMPLETE, ended=utc_now(), seconds=round(seconds, 3), stage="done")
+    tracker.summary(metrics)
+    tracker.finish(COMPLETE)
+    monitor.event({"run": spec.short, "event": "end"})
+    return RunOutcome(spec.hash, spec.name, COMPLETE, seconds, metrics=metrics, headline=headline,
+                      resumed_from=resumed_from)
+
+
+def _make_tracker(job: RunJob) -> Tracker:
+    try:
+        return instantiate_plugin(job.tracker_config, Tracker, f"run {job.spec.name}", "tracker")
+    except Exception as exc:  # noqa: BLE001 - a tracker never fails a run
+        log.warning("tracker could not be built (%s); continuing without it", exc)
+        return NullTracker()

@@ -1,0 +1,113 @@
+"""The stage cache: artifacts built once, keyed by their own config and their inputs, shared by runs.
+
+A trained teacher, a causal init or an evaluator's classifier is asked for by many runs of many
+studies. ``StageCache.get(name, config, build)`` returns the artifact's folder, building it first
+if no process has. Building happens under a per-artifact lock into a temporary folder that is
+renamed into place, so two runs asking at once build it once, and a build killed halfway leaves
+nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .atomic import atomic_write_json
+from .identity import canonical_json, config_hash, short_hash
+from .locks import FileLock
+from .provenance import collect, utc_now
+
+MANIFEST = "stage.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built stage: its folder and the key that identifies it."""
+
+    name: str
+    key: str
+    path: Path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def stage_key(name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = ()) -> str:
+    """Hash of the stage name, its config and the keys of the artifacts it was built from."""
+    input_keys = [i.key if isinstance(i, Artifact) else str(i) for i in inputs]
+    return config_hash({"stage": name, "config": dict(config), "inputs": input_keys})
+
+
+class StageCache:
+    """Folder of built artifacts: ``<root>/<name>/<key>/`` with a ``stage.json`` once complete."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path_for(self, name: str, key: str) -> Path:
+        return self.root / name / short_hash(key)
+
+    def lookup(self, name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = ()) -> Artifact | None:
+        key = stage_key(name, config, inputs)
+        path = self.path_for(name, key)
+        return Artifact(name, key, path) if (path / MANIFEST).exists() else None
+
+    def get(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        build: Callable[[Path], Any],
+        inputs: Iterable[Artifact | str] = (),
+        *,
+        on_wait: Callable[[], None] | None = None,
+    ) -> Artifact:
+        """Return the artifact, building it with ``build(tmp_folder)`` if it does not exist yet."""
+        inputs = list(inputs)
+        key = stage_key(name, config, inputs)
+        final = self.path_for(name, key)
+        if (final / MANIFEST).exists():
+            return Artifact(name, key, final)
+        lock = FileLock(final.parent / f".{final.name}.lock")
+        if not lock.acquire(blocking=False):
+            if on_wait is not None:
+                on_wait()
+            lock.acquire()
+        try:
+            if (final / MANIFEST).exists():  # another process built it while we waited
+                return Artifact(name, key, final)
+            tmp = final.parent / f".{final.name}.building-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            started = time.time()
+            try:
+                build(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            atomic_write_json(
+                tmp / MANIFEST,
+                {
+                    "name": name,
+                    "key": key,
+                    "config": json_ready(config),
+                    "inputs": [i.key if isinstance(i, Artifact) else str(i) for i in inputs],
+                    "built_at": utc_now(),
+                    "build_seconds": round(time.time() - started, 3),
+                    "provenance": collect(),
+                },
+            )
+            if final.exists():  # a partial folder from an older layout or a manual copy
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            return Artifact(name, key, final)
+        finally:
+            lock.release()
+
+
+def json_ready(config: Mapping[str, Any]) -> Any:
+    return json.loads(canonical_json(config))

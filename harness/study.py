@@ -1,0 +1,212 @@
+"""The study schema, and its expansion into fully resolved, hashed run specs.
+
+A study is a base ``pipeline`` plus a ``grid``: a list of products, each a mapping of axis name →
+level name → overrides of the pipeline's ``init_args``; every product is crossed with ``seeds``.
+The list form lets a table hold both full crossings and one-off rows::
+
+    grid:
+      - variant: {dmd: {method: {class_path: methods.dmd.DMD}}, asd: {...}}
+        steps: {"1": {schedule: "1"}, "1*": {schedule: "1*"}}
+      - variant: {self_forcing_1step: {...}}
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
+
+from .config import LoadedStudy, deep_merge, format_parse_error, load_raw_study
+from .errors import ConfigError
+from .executors import Executor, InProcessExecutor
+from .identity import config_hash, short_hash
+from .pipeline import Pipeline
+from .tracking import NullTracker, Tracker
+
+Grid = list[dict[str, dict[str, dict[str, Any]]]]
+
+
+class Study:
+    """The typed form of a study file.
+
+    Args:
+        name: Study name; runs are stored under ``<runs-dir>/<name>/``.
+        pipeline: What each run computes (``class_path`` + ``init_args``).
+        seeds: Seeds every grid point is run with.
+        grid: Products of axes whose levels override the pipeline's ``init_args``.
+        tracker: Where results are mirrored (W&B offline, or nothing).
+        executor: Where runs execute (in this process, or a local process pool).
+        allow_modules: Extra modules plugins may be imported from, besides the project's own.
+        presets: Named overrides of this file, chosen with ``--preset``.
+        description: Free text shown in reports.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pipeline: Pipeline,
+        seeds: list[int] = [0],  # noqa: B006 - jsonargparse reads the default from the signature
+        grid: Grid = [],  # noqa: B006
+        tracker: Tracker = lazy_instance(NullTracker),
+        executor: Executor = lazy_instance(InProcessExecutor),
+        allow_modules: list[str] = [],  # noqa: B006
+        presets: dict[str, dict[str, Any]] = {},  # noqa: B006
+        description: str = "",
+    ):
+        self.name, self.pipeline, self.seeds, self.grid = name, pipeline, seeds, grid
+        self.tracker, self.executor, self.allow_modules = tracker, executor, allow_modules
+        self.presets, self.description = presets, description
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run, fully resolved: what the engine hashes, stores and executes."""
+
+    study: str
+    labels: dict[str, str]
+    seed: int
+    config: dict[str, Any]  # {"pipeline": {...resolved...}, "seed": int}
+    hash: str
+    allow_modules: tuple[str, ...] = ()
+
+    @property
+    def short(self) -> str:
+        return short_hash(self.hash)
+
+    @property
+    def name(self) -> str:
+        return "/".join([*self.labels.values(), f"seed={self.seed}"])
+
+    @property
+    def job_type(self) -> str:
+        """The method, for grouping in trackers: the pipeline's method plugin if it has one."""
+        pipe = self.config["pipeline"]
+        method = (pipe.get("init_args") or {}).get("method")
+        class_path = method.get("class_path") if isinstance(method, Mapping) else pipe.get("class_path")
+        return str(class_path).rsplit(".", 1)[-1].lower()
+
+
+@dataclass
+class ResolvedStudy:
+    """A parsed study: its resolved config (printable), its runs, and where it came from."""
+
+    name: str
+    source: Path
+    config: dict[str, Any]
+    runs: list[RunSpec]
+    tracker_config: dict[str, Any]
+    executor_config: dict[str, Any]
+    allow_modules: list[str] = field(default_factory=list)
+    preset: str | None = None
+
+
+def _study_parser() -> ArgumentParser:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(Study, as_group=False)
+    return parser
+
+
+def _pipeline_parser() -> ArgumentParser:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--pipeline", type=Pipeline, required=True)
+    return parser
+
+
+def _parse(parser: ArgumentParser, raw: Mapping[str, Any], source: str, prefix: str = ""):
+    try:
+        return parser.parse_object(dict(raw))
+    except ArgumentError as exc:
+        raise ConfigError(f"{source}: {format_parse_error(str(exc), raw, prefix)}") from None
+
+
+def resolve_pipeline(raw_pipeline: Mapping[str, Any], source: str, where: str = "pipeline") -> dict[str, Any]:
+    """Validate one pipeline config and fill in every default."""
+    cfg = _parse(_pipeline_parser(), {"pipeline": raw_pipeline}, source)
+    return cfg.as_dict()["pipeline"]
+
+
+def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: list[int], source: str,
+                allow_modules: list[str] = ()) -> list[RunSpec]:
+    """Grid products × seeds → run specs, deduplicated by hash (first labels win)."""
+    points: list[tuple[dict[str, str], dict[str, Any], str]] = []
+    for gi, product in enumerate(grid or [{}]):
+        axes = list(product.items())
+        for levels in itertools.product(*[list(levels.items()) for _, levels in axes]):
+            labels = {axis: str(level) for (axis, _), (level, _) in zip(axes, levels)}
+            merged = dict(raw_pipeline)
+            for _, overrides in levels:
+                if overrides:
+                    init_args = deep_merge(merged.get("init_args") or {}, overrides)
+                    merged = {**merged, "init_args": init_args}
+            where = f"grid[{gi}]" + "".join(f".{a}.{lvl}" for a, lvl in labels.items())
+            points.append((labels, merged, where))
+    runs: dict[str, RunSpec] = {}
+    for labels, merged, where in points:
+        try:
+            resolved = resolve_pipeline(merged, source, where)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"{source}: ", f"{source}: {where}: ", 1)) from None
+        for seed in seeds:
+            config = {"pipeline": resolved, "seed": int(seed)}
+            full = config_hash(config)
+            runs.setdefault(full, RunSpec(name, labels, int(seed), config, full, tuple(allow_modules)))
+    return list(runs.values())
+
+
+def resolve_study(loaded: LoadedStudy) -> ResolvedStudy:
+    """Parse and type-check a loaded study and expand it into runs (nothing is instantiated)."""
+    source = str(loaded.path)
+    cfg = _parse(_study_parser(), loaded.raw, source)
+    config = cfg.as_dict()
+    if not config["seeds"]:
+        raise ConfigError(f"{source}: key 'seeds' must list at least one seed")
+    if not str(config["name"]).strip() or "/" in config["name"] or config["name"].startswith("."):
+        raise ConfigError(f"{source}: key 'name' must be a plain folder name, got {config['name']!r}")
+    runs = expand_runs(config["name"], loaded.raw["pipeline"], config["grid"], config["seeds"], source,
+                       config["allow_modules"])
+    return ResolvedStudy(
+        name=config["name"], source=loaded.path, config=config, runs=runs,
+        tracker_config=config["tracker"], executor_config=config["executor"],
+        allow_modules=list(config["allow_modules"]), preset=loaded.preset,
+    )
+
+
+def load_study(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> ResolvedStudy:
+    return resolve_study(load_raw_study(path, preset, overrides))
+
+
+def instantiate_plugin(config: Mapping[str, Any], base: type, source: str, key: str) -> Any:
+    """Build one plugin from its resolved ``class_path``/``init_args`` config."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument(f"--{key}", type=base, required=True)
+    cfg = _parse(parser, {key: dict(config)}, source)
+    try:
+        return getattr(parser.instantiate(cfg), key)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: key '{key}': {exc}") from None
+
+
+def check_instantiable(study: ResolvedStudy) -> list[str]:
+    """Build every plugin of every distinct run without running anything (``harness validate``)."""
+    source = str(study.source)
+    instantiate_plugin(study.tracker_config, Tracker, source, "tracker")
+    instantiate_plugin(study.executor_config, Executor, source, "executor")
+    built: list[str] = []
+    seen: set[str] = set()
+    for run in study.runs:
+        key = config_hash(run.config["pipeline"])
+        if key in seen:
+            continue
+        seen.add(key)
+        where = "/".join(run.labels.values()) or "pipeline"
+        try:
+            instantiate_plugin(run.config["pipeline"], Pipeline, source, "pipeline")
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"{source}: ", f"{source}: run {where}: ", 1)) from None
+        built.append(where)
+    return built

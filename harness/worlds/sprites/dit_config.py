@@ -1,0 +1,87 @@
+"""Configuration of the sprites block-causal DiT, with named presets sized for a CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from harness.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SpritesDiTConfig:
+    """Shape and size of the sprites DiT.
+
+    Tokens per frame are ``(height/patch_size)·(width/patch_size)``; on 2 CPU cores the token count
+    per video is what sets the training speed, so presets keep it to a few hundred per video.
+    """
+
+    channels: int = 3
+    height: int = 16
+    width: int = 16
+    patch_size: int = 4
+    frames_per_chunk: int = 2
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    timestep_freq_dim: int = 64
+    vocab_size: int = 64
+    max_prompt_len: int = 12
+    pad_id: int = 0
+    prompt_layers: int = 1
+    cross_attention: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Fail on the first field that cannot work, naming it."""
+        positive = ("channels", "height", "width", "patch_size", "frames_per_chunk", "dim", "depth", "heads",
+                    "timestep_freq_dim", "vocab_size", "max_prompt_len")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"SpritesDiTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for side in ("height", "width"):
+            if getattr(self, side) % self.patch_size:
+                raise ConfigError(
+                    f"SpritesDiTConfig.{side}={getattr(self, side)} is not divisible by patch_size={self.patch_size}"
+                )
+        if self.dim % self.heads:
+            raise ConfigError(f"SpritesDiTConfig.dim={self.dim} is not divisible by heads={self.heads}")
+        if self.timestep_freq_dim % 2:
+            raise ConfigError(f"SpritesDiTConfig.timestep_freq_dim={self.timestep_freq_dim} must be even")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ConfigError(f"SpritesDiTConfig.pad_id={self.pad_id} is outside vocab_size={self.vocab_size}")
+        if self.prompt_layers < 0 or self.mlp_ratio <= 0:
+            raise ConfigError("SpritesDiTConfig.prompt_layers must be >= 0 and mlp_ratio > 0")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.height // self.patch_size) * (self.width // self.patch_size)
+
+    @property
+    def patch_dim(self) -> int:
+        return self.channels * self.patch_size * self.patch_size
+
+    def replace(self, **changes) -> SpritesDiTConfig:
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"SpritesDiTConfig has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> SpritesDiTConfig:
+        """A named preset (``smoke`` for tests, ``default`` for real runs), optionally overridden."""
+        if name not in PRESETS:
+            raise ConfigError(f"SpritesDiT preset '{name}' is unknown; choose one of {sorted(PRESETS)}")
+        return PRESETS[name].replace(**overrides)
+
+
+PRESETS: dict[str, SpritesDiTConfig] = {
+    # a few thousand parameters: every test that builds a model runs in milliseconds
+    "smoke": SpritesDiTConfig(height=16, width=16, patch_size=4, dim=32, depth=2, heads=2, timestep_freq_dim=32),
+    # 16×16 frames in 4×4 patches: 16 tokens per frame, 128 per 8-frame video
+    "default": SpritesDiTConfig(height=16, width=16, patch_size=4, dim=128, depth=4, heads=4),
+}

@@ -1,0 +1,122 @@
+"""Embeddings of the sprites DiT: patches, timesteps, frame positions and the prompt."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.worlds.sprites.attention import CrossAttention
+from harness.worlds.sprites.dit_config import SpritesDiTConfig
+
+
+def sinusoidal(positions: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """[..., dim] cos/sin features of real-valued positions (timesteps in [0, 1000] or frame indices)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=positions.device) / half)
+    angles = positions.to(torch.float32)[..., None] * freqs
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class Patchify(nn.Module):
+    """[B, F, C, H, W] ↔ [B, F, P, D] with non-overlapping p×p patches (a strided conv as one matmul)."""
+
+    def __init__(self, config: SpritesDiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Linear(config.patch_dim, config.dim)
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        b, f, c, h, w = x.shape
+        p = self.config.patch_size
+        x = x.reshape(b, f, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        return x.reshape(b, f, (h // p) * (w // p), c * p * p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.patches(x))
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """[B, F, P, C·p·p] → [B, F, C, H, W]."""
+        cfg, p = self.config, self.config.patch_size
+        b, f = patches.shape[:2]
+        x = patches.reshape(b, f, cfg.height // p, cfg.width // p, cfg.channels, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        return x.reshape(b, f, cfg.channels, cfg.height, cfg.width)
+
+
+class TimestepEmbedding(nn.Module):
+    """Per-frame timestep t ∈ [0, 1000] → a D-dim vector (sinusoid, then a 2-layer MLP)."""
+
+    def __init__(self, freq_dim: int, dim: int) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoidal(t, self.freq_dim))
+
+
+class PromptLayer(nn.Module):
+    """A pre-norm transformer layer over the prompt tokens (binds colour words to shape words)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = CrossAttention(dim, heads)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class PromptEncoder(nn.Module):
+    """Prompt token ids [B, L] (or embeddings [B, L, D]) → context tokens, their mask and a pooled vector.
+
+    A learned null token is always prepended, so an all-padding prompt (the unconditional branch of
+    CFG) still has one key to attend to and a well-defined pooled vector.
+    """
+
+    def __init__(self, config: SpritesDiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.tokens = nn.Embedding(config.vocab_size, dim)
+        self.null = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(torch.randn(config.max_prompt_len + 1, dim) * 0.02)
+        self.layers = nn.ModuleList(
+            PromptLayer(dim, config.heads, config.mlp_ratio) for _ in range(config.prompt_layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.pool = nn.Linear(dim, dim)
+
+    def _embed(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        if cond.dim() == 2 and not cond.is_floating_point():
+            if cond.numel() and (int(cond.min()) < 0 or int(cond.max()) >= cfg.vocab_size):
+                raise ConfigError(f"prompt token id {int(cond.max())} is outside vocab_size={cfg.vocab_size}")
+            return self.tokens(cond), cond != cfg.pad_id
+        if cond.dim() == 3 and cond.is_floating_point() and cond.shape[-1] == cfg.dim:
+            return cond, torch.ones(cond.shape[:2], dtype=torch.bool, device=cond.device)
+        raise ValueError(
+            f"cond must be token ids [B, L] (integer) or embeddings [B, L, {cfg.dim}], got {tuple(cond.shape)} "
+            f"{cond.dtype}"
+        )
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns context [B, L+1, D], mask [B, L+1] (True = real) and pooled [B, D]."""
+        if cond.shape[1] > self.config.max_prompt_len:
+            raise ConfigError(f"prompt of {cond.shape[1]} tokens exceeds max_prompt_len={self.config.max_prompt_len}")
+        x, mask = self._embed(cond)
+        batch, length = x.shape[:2]
+        x = torch.cat([self.null.expand(batch, 1, -1), x], dim=1) + self.position[: length + 1]
+        mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
+        for layer in self.layers:
+            x = layer(x, mask)
+        x = self.norm(x)
+        weights = mask.to(x.dtype)[..., None]
+        pooled = (x * weights).sum(1) / weights.sum(1)
+        return x, mask, self.pool(pooled)

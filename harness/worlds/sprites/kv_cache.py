@@ -1,0 +1,104 @@
+"""Key/value cache of the clean context for chunk-by-chunk causal inference.
+
+The contract (Self Forcing inference, research/reference_code.md §3): a denoising forward *reads*
+the cache and never grows it; only the extra forward at t = 0 on a clean chunk *writes* its keys and
+values, once per layer, inside :meth:`KVCache.writing`. Writing anywhere else raises, so a sampler
+cannot silently pollute the context with noisy keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+class KVCache:
+    """Per-layer keys and values ``[B, heads, tokens, head_dim]`` of the frames written so far."""
+
+    def __init__(self) -> None:
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self.num_frames = 0
+        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._pending_frames = 0
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def is_empty(self) -> bool:
+        return self.num_frames == 0
+
+    @property
+    def batch_size(self) -> int | None:
+        return self._keys[0].shape[0] if self._keys else None
+
+    def read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The committed keys and values of ``layer``, or None while nothing was written."""
+        if layer >= len(self._keys):
+            return None
+        return self._keys[layer], self._values[layer]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    @property
+    def is_writing(self) -> bool:
+        return self._pending is not None
+
+    @contextmanager
+    def writing(self, frames: int) -> Iterator[KVCache]:
+        """Open a write of ``frames`` new frames; committed on success, discarded on error."""
+        if self._pending is not None:
+            raise RuntimeError("KVCache write already in progress")
+        self._pending, self._pending_frames = {}, frames
+        try:
+            yield self
+            self._commit()
+        finally:
+            self._pending, self._pending_frames = None, 0
+
+    def append(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Stage one layer's keys/values of the new frames; only allowed inside :meth:`writing`."""
+        if self._pending is None:
+            raise RuntimeError("KVCache is read-only outside `with cache.writing(frames)`: a denoising "
+                               "forward must not grow the context")
+        if layer in self._pending:
+            raise RuntimeError(f"KVCache layer {layer} was appended twice in one write")
+        self._pending[layer] = (keys, values)
+
+    def _commit(self) -> None:
+        layers = sorted(self._pending)
+        if layers != list(range(len(layers))) or (self._keys and len(layers) != len(self._keys)):
+            raise RuntimeError(f"KVCache write covered layers {layers}, expected all {len(self._keys)} layers")
+        for layer in layers:
+            keys, values = self._pending[layer]
+            if layer < len(self._keys):
+                self._keys[layer] = torch.cat([self._keys[layer], keys], dim=2)
+                self._values[layer] = torch.cat([self._values[layer], values], dim=2)
+            else:
+                self._keys.append(keys)
+                self._values.append(values)
+        self.num_frames += self._pending_frames
+
+    # -- housekeeping ----------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every frame (start a new video)."""
+        self._keys, self._values, self.num_frames = [], [], 0
+
+    def copy(self) -> KVCache:
+        """An independent cache sharing the (immutable) tensors: branches of a rollout can diverge."""
+        twin = KVCache()
+        twin._keys, twin._values, twin.num_frames = list(self._keys), list(self._values), self.num_frames
+        return twin
+
+    def detach(self) -> KVCache:
+        """A copy with every tensor detached, so the context carries no graph into later chunks."""
+        twin = self.copy()
+        twin._keys = [k.detach() for k in twin._keys]
+        twin._values = [v.detach() for v in twin._values]
+        return twin
+
+    def __repr__(self) -> str:
+        return f"KVCache(frames={self.num_frames}, layers={len(self._keys)})"

@@ -1,0 +1,233 @@
+"""The sprites block-causal DiT: cache equivalence, causality, conditioning, gradients and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.errors import ConfigError
+from harness.worlds.sprites.backbone import SpritesDiT, build_sprites_dit, count_parameters
+from harness.worlds.sprites.dit_config import SpritesDiTConfig
+from harness.worlds.sprites.kv_cache import KVCache
+
+B, FPC, CHUNKS = 2, 2, 4
+FRAMES = FPC * CHUNKS
+
+
+def _perturbed(**overrides) -> SpritesDiT:
+    """A smoke model whose zero-initialised gates and output are made non-zero, so every path matters."""
+    torch.manual_seed(0)
+    model = build_sprites_dit("smoke", **overrides)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def _inputs(seed: int = 1, frames: int = FRAMES):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, frames, 3, 16, 16, generator=g)
+    t = torch.rand(B, frames, generator=g) * 1000
+    cond = torch.randint(1, 64, (B, 6), generator=g)
+    cond[0, 4:] = 0  # padding
+    return x, t, cond
+
+
+@pytest.fixture(scope="module")
+def model() -> SpritesDiT:
+    return _perturbed()
+
+
+def test_chunk_by_chunk_with_cache_equals_full_block_causal_forward(model):
+    x, t, cond = _inputs()
+    with torch.no_grad():
+        full = model(x, t, cond, causal=True)
+        cache, chunks = KVCache(), []
+        for k in range(CHUNKS):
+            part = slice(k * FPC, (k + 1) * FPC)
+            model(torch.randn(B, FPC, 3, 16, 16), torch.full((B, FPC), 937.5), cond, kv_cache=cache)  # read only
+            chunks.append(model(x[:, part], t[:, part], cond, kv_cache=cache, write_cache=True))
+    assert cache.num_frames == FRAMES
+    assert (torch.cat(chunks, dim=1) - full).abs().max() < 1e-5
+
+
+def test_denoising_a_chunk_against_clean_context_equals_full_forward(model):
+    """Self Forcing inference: noisy chunk k at its own t, clean chunks < k at t = 0 in the cache."""
+    clean, _, cond = _inputs(2)
+    noisy = torch.randn(B, FPC, 3, 16, 16)
+    k = 2
+    with torch.no_grad():
+        cache = KVCache()
+        for j in range(k):
+            model(clean[:, j * FPC:(j + 1) * FPC], 0.0, cond, kv_cache=cache, write_cache=True)
+        t_chunk = torch.tensor([[833.3, 833.3], [625.0, 625.0]])
+        cached = model(noisy, t_chunk, cond, kv_cache=cache)
+        sequence = torch.cat([clean[:, : k * FPC], noisy], dim=1)
+        t_full = torch.cat([torch.zeros(B, k * FPC), t_chunk], dim=1)
+        full = model(sequence, t_full, cond)
+    assert (cached - full[:, k * FPC:]).abs().max() < 1e-5
+
+
+def test_denoising_forward_does_not_grow_the_cache(model):
+    x, t, cond = _inputs()
+    cache = KVCache()
+    with torch.no_grad():
+        model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
+        keys_before = cache.read(0)[0].clone()
+        model(x[:, FPC:2 * FPC], t[:, FPC:2 * FPC], cond, kv_cache=cache)
+    assert cache.num_frames == FPC
+    assert torch.equal(cache.read(0)[0], keys_before)
+    assert cache.read(0)[0].shape == (B, 2, FPC * 16, 16)  # [B, heads, tokens, head_dim]
+    with pytest.raises(RuntimeError, match="read-only"):
+        cache.append(0, keys_before, keys_before)
+
+
+def test_failed_write_leaves_the_cache_unchanged(model):
+    x, _, cond = _inputs()
+    cache = KVCache()
+    with torch.no_grad():
+        model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
+        with pytest.raises(ConfigError):
+            model(x[:, :1], 0.0, cond, kv_cache=cache, write_cache=True)
+    assert cache.num_frames == FPC and not cache.is_writing
+
+
+def test_cache_copy_branches_independently(model):
+    x, _, cond = _inputs()
+    cache = KVCache()
+    with torch.no_grad():
+        model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
+        branch = cache.copy()
+        model(x[:, FPC:2 * FPC], 0.0, cond, kv_cache=branch, write_cache=True)
+    assert (cache.num_frames, branch.num_frames) == (FPC, 2 * FPC)
+    assert cache.read(0)[0].shape[2] == FPC * 16 and branch.read(0)[0].shape[2] == 2 * FPC * 16
+
+
+def test_causal_mode_ignores_the_future_and_bidirectional_does_not(model):
+    x, t, cond = _inputs()
+    changed = x.clone()
+    changed[:, -FPC:] += 1.0
+    with torch.no_grad():
+        causal_a, causal_b = model(x, t, cond), model(changed, t, cond)
+        bidir_a, bidir_b = model(x, t, cond, causal=False), model(changed, t, cond, causal=False)
+    assert (causal_a[:, :-FPC] - causal_b[:, :-FPC]).abs().max() == 0
+    assert (bidir_a[:, :-FPC] - bidir_b[:, :-FPC]).abs().max() > 1e-3
+    assert (causal_a[:, :FPC] - bidir_a[:, :FPC]).abs().max() > 1e-3
+
+
+def test_attention_is_bidirectional_inside_a_chunk(model):
+    x, t, cond = _inputs()
+    changed = x.clone()
+    changed[:, 1] += 1.0  # second frame of chunk 0
+    with torch.no_grad():
+        delta = (model(x, t, cond) - model(changed, t, cond))[:, 0].abs().max()
+    assert delta > 1e-3
+
+
+def test_per_frame_timesteps_modulate_their_own_frames(model):
+    x, t, cond = _inputs()
+    later = t.clone()
+    later[:, -1] = 10.0
+    with torch.no_grad():
+        a, b = model(x, t, cond), model(x, later, cond)
+    assert (a[:, :-FPC] - b[:, :-FPC]).abs().max() == 0  # earlier chunks: causal and unaffected
+    assert (a[:, -1] - b[:, -1]).abs().max() > 1e-3
+    scalar = model(x, 500.0, cond)
+    assert torch.allclose(scalar, model(x, torch.full((B, FRAMES), 500.0), cond))
+
+
+@pytest.mark.parametrize("cross_attention", [True, False])
+def test_prompt_conditioning_reaches_the_output(cross_attention):
+    model = _perturbed(cross_attention=cross_attention)
+    x, t, cond = _inputs()
+    other = cond.clone()
+    other[:, 1] = (other[:, 1] % 60) + 2
+    unconditional = torch.zeros_like(cond)  # all padding: the CFG null prompt
+    with torch.no_grad():
+        a, b, u = model(x, t, cond), model(x, t, other), model(x, t, unconditional)
+    assert (a - b).abs().max() > 1e-3
+    assert torch.isfinite(u).all() and (a - u).abs().max() > 1e-3
+
+
+def test_padding_tokens_do_not_change_the_output(model):
+    x, t, cond = _inputs()
+    padded = torch.cat([cond, torch.zeros(B, 3, dtype=cond.dtype)], dim=1)
+    with torch.no_grad():
+        assert (model(x, t, cond) - model(x, t, padded)).abs().max() < 1e-5
+
+
+def test_prompt_embeddings_are_accepted(model):
+    x, t, _ = _inputs()
+    embedding = torch.randn(B, 5, model.config.dim)
+    with torch.no_grad():
+        assert model(x, t, embedding).shape == x.shape
+
+
+def test_features_are_exposed_per_block(model):
+    x, t, cond = _inputs()
+    v, features = model(x, t, cond, return_features=True)
+    assert v.shape == x.shape
+    assert len(features) == model.config.depth
+    assert all(f.shape == (B, FRAMES, 16, model.config.dim) for f in features)
+
+
+def test_gradients_reach_every_parameter():
+    model = _perturbed().train()
+    x, t, cond = _inputs()
+    model(x, t, cond).square().mean().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().max() == 0]
+    assert missing == []
+
+
+def test_fresh_model_predicts_zero_and_trains_its_output_layer():
+    model = build_sprites_dit("smoke")
+    x, t, cond = _inputs()
+    v = model(x, t, cond)
+    assert v.abs().max() == 0
+    (v - x).square().mean().backward()
+    assert model.final.proj.weight.grad.abs().max() > 0
+
+
+def test_presets_and_parameter_count():
+    smoke, default = SpritesDiTConfig.preset("smoke"), SpritesDiTConfig.preset("default")
+    assert count_parameters(smoke) == build_sprites_dit("smoke").num_parameters() < 100_000
+    assert count_parameters(default) > 10 * count_parameters(smoke)
+    assert smoke.tokens_per_frame == 16 and default.tokens_per_frame * 8 <= 512
+    with pytest.raises(ConfigError, match="preset 'huge'"):
+        SpritesDiTConfig.preset("huge")
+    with pytest.raises(ConfigError, match="no field"):
+        SpritesDiTConfig.preset("smoke", depht=3)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"height": 18}, "height=18 is not divisible by patch_size=4"),
+     ({"width": 16, "patch_size": 5}, "not divisible by patch_size=5"),
+     ({"dim": 30, "heads": 4}, "dim=30 is not divisible by heads=4"),
+     ({"depth": 0}, "depth must be >= 1"),
+     ({"pad_id": 64}, "pad_id=64")],
+)
+def test_bad_config_names_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        SpritesDiTConfig.preset("smoke", **overrides)
+
+
+def test_bad_inputs_give_clear_errors(model):
+    x, t, cond = _inputs()
+    with pytest.raises(ConfigError, match="frames_per_chunk=2"):
+        model(x[:, :3], t[:, :3], cond)
+    with pytest.raises(ConfigError, match="channels/height/width"):
+        model(torch.randn(B, 2, 3, 8, 8), 0.0, cond)
+    with pytest.raises(ConfigError, match="vocab_size=64"):
+        model(x, t, torch.full((B, 3), 64))
+    with pytest.raises(ConfigError, match="max_prompt_len=12"):
+        model(x, t, torch.ones(B, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(2, 8\)"):
+        model(x, torch.zeros(B, 3), cond)
+    with pytest.raises(ValueError, match="write_cache=True needs a kv_cache"):
+        model(x, t, cond, write_cache=True)
+    cache = KVCache()
+    with torch.no_grad():
+        model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
+    with pytest.raises(ValueError, match="kv_cache holds batch 2"):
+        model(x[:1, :FPC], 0.0, cond[:1], kv_cache=cache)
