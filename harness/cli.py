@@ -23,7 +23,9 @@ def _study_args(p: ArgumentParser) -> None:
     p.add_argument("--preset", type=str, default=None, help="a preset defined in the study's 'presets'")
     p.add_argument("-s", "--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                    help="override a key of the study, e.g. --set seeds=[0,1] (repeatable; merges over the preset)")
-    p.add_argument("--print_config", action="store_true", help="print the fully resolved study and exit")
+    p.add_argument("--print-config", dest="print_config", action="store_true",
+                   help="print the fully resolved study (preset, overrides and defaults applied) and exit; "
+                        "--print_config works too")
 
 
 def _run_parser() -> ArgumentParser:
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path:  # modules a study lists in allow_modules may live next to it, as with `python -m`
         sys.path.insert(0, os.getcwd())
     parser = build_parser()
+    # jsonargparse reserves the spelling --print_config for its own config files; ours prints the study.
+    argv = ["--print-config" if a == "--print_config" else a for a in (sys.argv[1:] if argv is None else argv)]
     try:
         cfg = parser.parse_args(argv)
     except ArgumentError as exc:

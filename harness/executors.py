@@ -8,7 +8,8 @@ import multiprocessing as mp
 import queue
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor as _Pool, wait as _wait
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from .runner import RunJob, RunOutcome
@@ -16,15 +17,19 @@ if TYPE_CHECKING:
 ProgressSink = Callable[[dict[str, Any]], None]
 
 
-@runtime_checkable
-class Executor(Protocol):
-    """Runs jobs; outcomes come back in completion order."""
+class Executor(ABC):
+    """Runs jobs; outcomes come back in completion order. Cluster backends subclass it."""
 
-    def submit(self, job: "RunJob") -> Any: ...
-    def wait(self, handles: list[Any], progress: ProgressSink | None = None) -> Iterator["RunOutcome"]: ...
+    @abstractmethod
+    def submit(self, job: "RunJob") -> Any:
+        """Queue a job; returns a handle that ``wait`` understands."""
+
+    @abstractmethod
+    def wait(self, handles: list[Any], progress: ProgressSink | None = None) -> Iterator["RunOutcome"]:
+        """Yield each job's outcome as it finishes; progress events go to ``progress``."""
 
 
-class InProcessExecutor:
+class InProcessExecutor(Executor):
     """Runs each job in this process, one after the other: simplest, and easiest to debug."""
 
     def submit(self, job: "RunJob") -> Any:
@@ -43,7 +48,7 @@ def _run_in_child(job: "RunJob", events: Any) -> "RunOutcome":
     return execute_run(job, events.put if events is not None else None)
 
 
-class ProcessPoolExecutor:
+class ProcessPoolExecutor(Executor):
     """A local pool of ``workers`` processes (spawned, so each starts from a clean interpreter).
 
     Args:

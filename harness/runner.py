@@ -145,7 +145,7 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     tracker = GuardedTracker(_make_tracker(job))
     tracker.start(RunInfo(id=spec.short, name=spec.name, group=spec.study, job_type=spec.job_type,
                           config=scrub_secrets({"labels": spec.labels, **spec.config}),
-                          dir=Path(job.runs_root) / spec.study / "wandb"))
+                          dir=Path(job.runs_root) / spec.study))
     monitor.event({"run": spec.short, "name": spec.name, "stage": "starting", "event": "start"})
     monitor.start()
     resumed_from = None

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping
 
 from .errors import require
 
@@ -32,18 +32,11 @@ class RunInfo:
     tags: list[str] = field(default_factory=list)
 
 
-@runtime_checkable
-class Tracker(Protocol):
-    def start(self, run: RunInfo) -> None: ...
-    def log(self, metrics: Mapping[str, float], step: int) -> None: ...
-    def log_video(self, key: str, path: str | os.PathLike, step: int | None = None, caption: str | None = None) -> None: ...
-    def log_table(self, key: str, dataframe: Any) -> None: ...
-    def summary(self, metrics: Mapping[str, Any]) -> None: ...
-    def finish(self, status: str) -> None: ...
+class Tracker:
+    """Base of trackers: every method is a no-op, so a tracker overrides only what it mirrors.
 
-
-class NullTracker:
-    """Tracks nothing; the default."""
+    Plugins named in a study's ``tracker`` key must subclass it.
+    """
 
     def start(self, run: RunInfo) -> None:
         pass
@@ -64,7 +57,11 @@ class NullTracker:
         pass
 
 
-class WandbTracker:
+class NullTracker(Tracker):
+    """Tracks nothing; the default."""
+
+
+class WandbTracker(Tracker):
     """Weights & Biases, offline unless told otherwise, never prompting for a login.
 
     Args:
@@ -145,7 +142,7 @@ class WandbTracker:
                 logfile.write_text(cleaned)
 
 
-class RecordingTracker(NullTracker):
+class RecordingTracker(Tracker):
     """Keeps every call in memory; for tests and for inspecting what a pipeline logs."""
 
     def __init__(self) -> None:
@@ -164,7 +161,7 @@ class RecordingTracker(NullTracker):
         self.calls.append(("finish", status))
 
 
-class GuardedTracker:
+class GuardedTracker(Tracker):
     """Wraps a tracker so that its failures are logged once per call site and never raised."""
 
     def __init__(self, inner: Tracker):

@@ -53,8 +53,14 @@ class SampleMeta:
             raise VideoError(f"{source}: sidecar lacks field(s) {missing}")
         extra = dict(data.get("extra", {}))
         extra.update({k: v for k, v in data.items() if k not in known | {"extra"}})
-        return cls(str(data["prompt"]), int(data["seed"]), str(data["method"]), str(data["schedule"]),
-                   int(data["nfe"]), extra)
+        return cls(
+            str(data["prompt"]),
+            int(data["seed"]),
+            str(data["method"]),
+            str(data["schedule"]),
+            int(data["nfe"]),
+            extra,
+        )
 
 
 def as_frames(frames: Any, source: str = "frames") -> np.ndarray:
@@ -93,8 +99,15 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     frames = pad_to_even(frames)
     height, width = frames.shape[1:3]
     writer = ffmpeg.write_frames(
-        str(path), (width, height), pix_fmt_in="rgb24", pix_fmt_out="yuv420p", fps=fps, quality=None,
-        codec="libx264", macro_block_size=1, output_params=["-crf", str(crf), "-movflags", "+faststart"],
+        str(path),
+        (width, height),
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        fps=fps,
+        quality=None,
+        codec="libx264",
+        macro_block_size=1,
+        output_params=["-crf", str(crf), "-movflags", "+faststart"],
     )
     writer.send(None)
     for frame in frames:
@@ -110,8 +123,9 @@ def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
 
 
-def write_video(path: str | os.PathLike, frames: Any, *, fps: float = 16.0, crf: int = 18,
-                meta: SampleMeta | None = None) -> Path:
+def write_video(
+    path: str | os.PathLike, frames: Any, *, fps: float = 16.0, crf: int = 18, meta: SampleMeta | None = None
+) -> Path:
     """Write ``frames`` (uint8 [T,H,W,3]) as mp4 or gif, chosen by suffix; add the sidecar if ``meta``."""
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -155,7 +169,9 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     try:
         frames = reader(path)
     except (OSError, RuntimeError, ValueError, StopIteration) as exc:
-        raise VideoError(f"{path}: cannot decode video ({type(exc).__name__}: {str(exc).strip()[:200]})") from exc
+        raise VideoError(
+            f"{path}: cannot decode video ({type(exc).__name__}: {str(exc).strip()[:200]})"
+        ) from exc
     if not frames:
         raise VideoError(f"{path}: video has no frames")
     return np.stack(frames)
@@ -220,8 +236,14 @@ def _label_strip(labels: Sequence[str], row_height: int, pad: int, background: i
     return np.asarray(strip)
 
 
-def frame_grid(rows: Sequence[Any], labels: Sequence[str] | None = None, *, columns: int | None = None,
-               pad: int = 2, background: int = 255) -> np.ndarray:
+def frame_grid(
+    rows: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    columns: int | None = None,
+    pad: int = 2,
+    background: int = 255,
+) -> np.ndarray:
     """A rows × frames image (uint8 [H, W, 3]): one row per video, optional text labels on the left.
 
     ``columns`` picks that many evenly spaced frames from each row (all frames when None).
@@ -236,11 +258,13 @@ def frame_grid(rows: Sequence[Any], labels: Sequence[str] | None = None, *, colu
         raise VideoError(f"frame_grid: {len(labels)} labels for {len(videos)} rows")
     height, width = videos[0].shape[1:3]
     n_cols = max(len(_pick_columns(v.shape[0], columns)) for v in videos)
-    grid = np.full((pad + len(videos) * (height + pad), pad + n_cols * (width + pad), 3), background, np.uint8)
+    grid = np.full(
+        (pad + len(videos) * (height + pad), pad + n_cols * (width + pad), 3), background, np.uint8
+    )
     for r, video in enumerate(videos):
         for c, index in enumerate(_pick_columns(video.shape[0], columns)):
             top, left = pad + r * (height + pad), pad + c * (width + pad)
-            grid[top:top + height, left:left + width] = video[index]
+            grid[top : top + height, left : left + width] = video[index]
     if labels:
         grid = np.concatenate([_label_strip(list(labels), height, pad, background), grid], axis=1)
     return grid

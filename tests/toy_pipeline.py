@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.atomic import append_line
 from harness.pipeline import Pipeline, RunContext
+from harness.tracking import Tracker
 
 
 def _build_table(folder: Path, size: int, log_file: str | None, sleep_s: float) -> None:
@@ -82,3 +83,25 @@ class NaNPipeline(Pipeline):
         for step in range(1, self.bad_step + 1):
             ctx.log({"loss_dmd": float("nan") if step == self.bad_step else 1.0}, step)
         return {"total": 0.0}
+
+
+class BrokenTracker(Tracker):
+    """A tracker whose every call raises: runs must complete anyway."""
+
+    def start(self, run) -> None:
+        raise ConnectionError("tracker service unreachable")
+
+    def log(self, metrics, step) -> None:
+        raise ConnectionError("tracker service unreachable")
+
+    def log_video(self, key, path, step=None, caption=None) -> None:
+        raise ConnectionError("tracker service unreachable")
+
+    def log_table(self, key, dataframe) -> None:
+        raise ConnectionError("tracker service unreachable")
+
+    def summary(self, metrics) -> None:
+        raise ConnectionError("tracker service unreachable")
+
+    def finish(self, status) -> None:
+        raise ConnectionError("tracker service unreachable")

@@ -13,6 +13,7 @@ installed; otherwise imageio-ffmpeg, which decodes our H.264/yuv420p mp4s to the
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -105,7 +106,7 @@ def temporal_flickering_frames(frames: Any, *, source: str = "frames") -> float:
         raise VideoError(f"{source}: temporal flickering needs at least 2 frames, got {len(sequence)}")
     pair_means = [
         np.mean(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)))
-        for a, b in zip(sequence[:-1], sequence[1:])
+        for a, b in itertools.pairwise(sequence)
     ]
     mean_difference = np.mean(np.array(pair_means)).item()
     return (255.0 - mean_difference) / 255.0
@@ -117,7 +118,9 @@ def temporal_flickering(video_path: str | os.PathLike, *, decoder: str | None = 
     return temporal_flickering_frames(frames, source=str(video_path))
 
 
-def temporal_flickering_score(video_paths: Iterable[str | os.PathLike], *, decoder: str | None = None) -> float:
+def temporal_flickering_score(
+    video_paths: Iterable[str | os.PathLike], *, decoder: str | None = None
+) -> float:
     """The dimension score over a set of videos: the mean of the per-video values, as vbench reports."""
     values = [temporal_flickering(path, decoder=decoder) for path in video_paths]
     if not values:

@@ -32,7 +32,9 @@ def _load_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+        raise ConfigError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
 
 
 def _aggregate(path: Path, key: str, entry: Any) -> float:
@@ -40,7 +42,9 @@ def _aggregate(path: Path, key: str, entry: Any) -> float:
     layout = "[score, per_video_results] as written by vbench 0.1.x"
     if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[1], list):
         found = type(entry).__name__ if not isinstance(entry, list) else f"a list of {len(entry)}"
-        raise ConfigError(f"{path}: dimension '{key}' is {found}, expected {layout} (another VBench version?)")
+        raise ConfigError(
+            f"{path}: dimension '{key}' is {found}, expected {layout} (another VBench version?)"
+        )
     score = entry[0]
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
         raise ConfigError(f"{path}: dimension '{key}' has score {score!r}, expected a finite number")
@@ -54,23 +58,28 @@ def _entries(path: Path) -> dict[str, Any]:
     return {canonical_key(key): entry for key, entry in data.items()}
 
 
-def read_eval_results(path: str | os.PathLike, *, table: ScoringTable = VBENCH,
-                      full: bool = False) -> dict[str, float]:
+def read_eval_results(
+    path: str | os.PathLike, *, table: ScoringTable = VBENCH, full: bool = False
+) -> dict[str, float]:
     """``{dimension: raw}`` from one results file; ``full=True`` requires every dimension of ``table``."""
     path = Path(path)
     entries = _entries(path)
-    unknown = sorted(set(entries) - set(table.keys()))
+    unknown = sorted(set(entries) - set(table.dimension_keys()))
     if unknown:
-        raise ConfigError(f"{path}: unknown {table.name} dimension(s) {unknown} (results from another VBench version?)")
+        raise ConfigError(
+            f"{path}: unknown {table.name} dimension(s) {unknown} (results from another VBench version?)"
+        )
     raw = {key: _aggregate(path, key, entry) for key, entry in entries.items()}
     if full:
         require_dimensions(raw, table, source=str(path))
     return raw
 
 
-def require_dimensions(raw: Mapping[str, float], table: ScoringTable = VBENCH, *, source: str = "results") -> None:
+def require_dimensions(
+    raw: Mapping[str, float], table: ScoringTable = VBENCH, *, source: str = "results"
+) -> None:
     """Raise naming every dimension of ``table`` absent from ``raw``."""
-    missing = [key for key in table.keys() if key not in raw]
+    missing = [key for key in table.dimension_keys() if key not in raw]
     if missing:
         raise ConfigError(f"{source}: missing {table.name} dimension(s) {missing}")
 
@@ -88,8 +97,9 @@ def find_results(location: str | os.PathLike) -> list[Path]:
     return files
 
 
-def read_many(locations: Iterable[str | os.PathLike], *, table: ScoringTable = VBENCH,
-              full: bool = False) -> dict[str, float]:
+def read_many(
+    locations: Iterable[str | os.PathLike], *, table: ScoringTable = VBENCH, full: bool = False
+) -> dict[str, float]:
     """Merge results split over several files (vbench is often run one dimension at a time).
 
     A dimension reported twice with different values is an error naming both files.
@@ -100,21 +110,32 @@ def read_many(locations: Iterable[str | os.PathLike], *, table: ScoringTable = V
         for path in find_results(location):
             for key, value in read_eval_results(path, table=table).items():
                 if key in merged and merged[key] != value:
-                    raise ConfigError(f"{path}: dimension '{key}' = {value} conflicts with {merged[key]} in {origin[key]}")
+                    raise ConfigError(
+                        f"{path}: dimension '{key}' = {value} conflicts with {merged[key]} in {origin[key]}"
+                    )
                 merged[key], origin[key] = value, path
     if full:
         require_dimensions(merged, table, source=", ".join(str(p) for p in sorted(set(origin.values()))))
     return merged
 
 
-def dimension_rows(raw: Mapping[str, float], *, table: ScoringTable = VBENCH,
-                   source: str = "") -> list[dict[str, Any]]:
+def dimension_rows(
+    raw: Mapping[str, float], *, table: ScoringTable = VBENCH, source: str = ""
+) -> list[dict[str, Any]]:
     """Tidy rows (one per dimension): source, dimension, group, weight, raw, normalised (0-100)."""
     rows = []
     for key, value in raw.items():
         dim = table.dimension(key)
-        rows.append({"source": source, "dimension": dim.key, "group": dim.group, "weight": dim.weight,
-                     "raw": value, "normalised": 100.0 * dim.normalise(value)})
+        rows.append(
+            {
+                "source": source,
+                "dimension": dim.key,
+                "group": dim.group,
+                "weight": dim.weight,
+                "raw": value,
+                "normalised": 100.0 * dim.normalise(value),
+            }
+        )
     return rows
 
 
@@ -126,8 +147,15 @@ def per_video_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         _aggregate(path, key, entry)
         for item in entry[1]:
             if not isinstance(item, dict) or "video_path" not in item or "video_results" not in item:
-                raise ConfigError(f"{path}: dimension '{key}' has a per-video entry without video_path/video_results")
+                raise ConfigError(
+                    f"{path}: dimension '{key}' has a per-video entry without video_path/video_results"
+                )
             value = item["video_results"]
-            rows.append({"dimension": key, "video_path": item["video_path"],
-                         "value": float(value) if isinstance(value, (int, float)) else value})
+            rows.append(
+                {
+                    "dimension": key,
+                    "video_path": item["video_path"],
+                    "value": float(value) if isinstance(value, (int, float)) else value,
+                }
+            )
     return rows

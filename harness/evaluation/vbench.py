@@ -42,7 +42,9 @@ class Dimension:
         if self.group not in GROUPS:
             raise ConfigError(f"dimension '{self.key}': group must be one of {GROUPS}, got '{self.group}'")
         if not self.maximum > self.minimum:
-            raise ConfigError(f"dimension '{self.key}': maximum {self.maximum} must exceed minimum {self.minimum}")
+            raise ConfigError(
+                f"dimension '{self.key}': maximum {self.maximum} must exceed minimum {self.minimum}"
+            )
         if not self.weight > 0:
             raise ConfigError(f"dimension '{self.key}': weight must be positive, got {self.weight}")
 
@@ -89,10 +91,10 @@ class ScoringTable:
         if duplicates:
             raise ConfigError(f"scoring table '{self.name}': duplicate dimension(s) {duplicates}")
         for group in GROUPS:
-            if not self.keys(group):
+            if not self.dimension_keys(group):
                 raise ConfigError(f"scoring table '{self.name}': no dimension in group '{group}'")
 
-    def keys(self, group: str | None = None) -> list[str]:
+    def dimension_keys(self, group: str | None = None) -> list[str]:
         """Dimension keys in table order, optionally only those of one group."""
         return [d.key for d in self.dimensions if group is None or d.group == group]
 
@@ -100,7 +102,9 @@ class ScoringTable:
         for dim in self.dimensions:
             if dim.key == canonical_key(key):
                 return dim
-        raise ConfigError(f"scoring table '{self.name}' has no dimension '{key}'; known: {', '.join(self.keys())}")
+        raise ConfigError(
+            f"scoring table '{self.name}' has no dimension '{key}'; known: {', '.join(self.dimension_keys())}"
+        )
 
     def _raw_values(self, raw: Mapping[str, float], keys: Iterable[str]) -> dict[str, float]:
         given = {canonical_key(k): v for k, v in raw.items()}
@@ -116,7 +120,7 @@ class ScoringTable:
 
     def group_score(self, raw: Mapping[str, float], group: str) -> float:
         """Weighted mean of the normalised scores of one group, 0-100; needs only that group's keys."""
-        keys = self.keys(group)
+        keys = self.dimension_keys(group)
         if not keys:
             raise ConfigError(f"scoring table '{self.name}' has no group '{group}'")
         values = self._raw_values(raw, keys)
@@ -130,8 +134,8 @@ class ScoringTable:
         return (self.quality_weight * quality + self.semantic_weight * semantic) / weights
 
     def score(self, raw: Mapping[str, float]) -> Scores:
-        """Quality / Semantic / Total from ``{dimension: raw}``; every dimension of the table must be present."""
-        values = self._raw_values(raw, self.keys())
+        """Quality / Semantic / Total from ``{dimension: raw}``; every dimension of the table is required."""
+        values = self._raw_values(raw, self.dimension_keys())
         quality = self.group_score(values, QUALITY)
         semantic = self.group_score(values, SEMANTIC)
         normalised = {d.key: 100.0 * d.normalise(values[d.key]) for d in self.dimensions}
@@ -160,9 +164,9 @@ VBENCH_DIMENSIONS: tuple[Dimension, ...] = (
 
 VBENCH = ScoringTable("VBench", VBENCH_DIMENSIONS, quality_weight=4.0, semantic_weight=1.0)
 
-VBENCH_KEYS: tuple[str, ...] = tuple(VBENCH.keys())
-QUALITY_KEYS: tuple[str, ...] = tuple(VBENCH.keys(QUALITY))
-SEMANTIC_KEYS: tuple[str, ...] = tuple(VBENCH.keys(SEMANTIC))
+VBENCH_KEYS: tuple[str, ...] = tuple(VBENCH.dimension_keys())
+QUALITY_KEYS: tuple[str, ...] = tuple(VBENCH.dimension_keys(QUALITY))
+SEMANTIC_KEYS: tuple[str, ...] = tuple(VBENCH.dimension_keys(SEMANTIC))
 
 
 def final_scores(raw: Mapping[str, float]) -> Scores:

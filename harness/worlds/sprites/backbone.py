@@ -14,6 +14,8 @@ equals chunk k of the full-sequence block-causal forward.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
@@ -138,23 +140,13 @@ class SpritesDiT(nn.Module):
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
         features = []
-        with kv_cache.writing(frames) if write_cache else _no_write():
+        with kv_cache.writing(frames) if write_cache else nullcontext():
             for layer, block in enumerate(self.blocks):
                 x = block(x, c, (context, context_mask), mask=mask, kv_cache=kv_cache, layer=layer)
                 if return_features:
                     features.append(x)
         v = self.patchify.unpatchify(self.final(x, c))
         return (v, features) if return_features else v
-
-
-class _no_write:
-    """A do-nothing context manager for forwards that only read the cache."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
 
 
 def build_sprites_dit(preset: str | SpritesDiTConfig = "default", **overrides) -> SpritesDiT:

@@ -47,9 +47,10 @@ class Detector:
     def __init__(self, cfg: SpritesConfig) -> None:
         self.cfg = cfg
         self.size = cfg.size
-        self.templates = shape_templates(cfg.size).reshape(len(shape_templates(cfg.size)), -1).astype(np.float32)
+        masks = shape_templates(cfg.size)
+        self.templates = masks.reshape(len(masks), -1).astype(np.float32)
         self.color_ids = np.asarray([COLOR_NAMES.index(c) for c in cfg.colors])
-        self.known = np.concatenate([PALETTE[self.color_ids].astype(np.float32), background_tones(cfg.backgrounds)])
+        self.known = np.concatenate([PALETTE[self.color_ids], background_tones(cfg.backgrounds)]).astype(np.float32)
 
     def __call__(self, videos: np.ndarray) -> Detections:
         videos = np.asarray(videos)
@@ -57,9 +58,15 @@ class Detector:
 
     def nearest_distance(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index of the nearest known colour, its RGB distance) for float frames [..., 3]."""
-        d2 = ((frames[..., None, :] - self.known) ** 2).sum(-1)
-        nearest = d2.argmin(-1)
-        return nearest, np.sqrt(np.take_along_axis(d2, nearest[..., None], -1)[..., 0])
+        channels = [np.ascontiguousarray(frames[..., i], dtype=np.float32) for i in range(3)]
+        best = np.full(channels[0].shape, np.inf, dtype=np.float32)
+        nearest = np.zeros(channels[0].shape, dtype=np.int64)
+        for j, colour in enumerate(self.known):  # a running minimum beats a [..., K] array on 2 cores
+            d2 = sum((ch - v) ** 2 for ch, v in zip(channels, colour))
+            closer = d2 < best
+            best = np.where(closer, d2, best)
+            nearest[closer] = j
+        return nearest, np.sqrt(best)
 
     def _detect(self, videos: np.ndarray) -> Detections:
         n, t, h, w, _ = videos.shape

@@ -28,6 +28,7 @@ DIRECTION_NAMES = tuple(DIRECTIONS)
 BACKGROUND_NAMES = tuple(BACKGROUNDS)
 PALETTE = np.asarray([COLORS[c] for c in COLOR_NAMES], dtype=np.uint8)
 UNIT_VELOCITY = np.asarray([DIRECTIONS[d] for d in DIRECTION_NAMES], dtype=np.int64)
+MAX_REDRAWS = 64
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,38 @@ def sample_states(cfg: SpritesConfig, scenes: list[Scene], rng: np.random.Genera
             shape[i, o] = SHAPES.index(obj.shape)
             if obj.direction is not None:
                 direction[i, o] = DIRECTION_NAMES.index(obj.direction)
-    start = rng.integers(0, cfg.travel + 1, size=(n, slots, 1, 2))
-    speed = rng.integers(cfg.speed_min, cfg.speed_max + 1, size=(n, slots, 1, 1))
     allowed_bgs = np.asarray([BACKGROUND_NAMES.index(b) for b in cfg.backgrounds])
     background = allowed_bgs[rng.integers(0, len(allowed_bgs), size=n)]
-    velocity0 = UNIT_VELOCITY[direction][:, :, None, :] * speed
-    steps = np.arange(cfg.frames).reshape(1, 1, cfg.frames, 1)
-    top_left, velocity = bounce(start, velocity0, steps, cfg.travel)
+    top_left, velocity = _separated_motion(cfg, direction, present, rng)
     return SpriteStates(top_left, velocity, present, color, shape, direction, background)
+
+
+def _separated_motion(cfg: SpritesConfig, direction: np.ndarray, present: np.ndarray, rng: np.random.Generator):
+    """Trajectories whose object boxes never touch (one pixel of gap), so no object hides another.
+
+    Rejection sampling: slot 1 of a video whose objects would meet is redrawn, up to MAX_REDRAWS times.
+    """
+    steps = np.arange(cfg.frames).reshape(1, cfg.frames, 1)
+    top_left, velocity = _fresh_motion(cfg, direction, rng, steps)
+    for _ in range(MAX_REDRAWS):
+        gap = np.abs(top_left[:, 0] - top_left[:, 1]).max(-1)  # [n, T], Chebyshev distance of corners
+        clash = present.all(1) & (gap <= cfg.size).any(-1)
+        if not clash.any():
+            break
+        top_left[clash], velocity[clash] = _fresh_motion(cfg, direction[clash], rng, steps)
+    return top_left, velocity
+
+
+def _fresh_motion(cfg: SpritesConfig, direction: np.ndarray, rng: np.random.Generator, steps: np.ndarray):
+    """Random speed and start for each object; the start leaves room for one full step the named way,
+    so the first visible displacement always matches the prompt's direction word."""
+    shape = (*direction.shape, 1, 2)
+    speed = rng.integers(cfg.speed_min, cfg.speed_max + 1, size=(*direction.shape, 1, 1))
+    velocity0 = UNIT_VELOCITY[direction][:, :, None, :] * speed
+    free = rng.integers(0, cfg.travel + 1, size=shape)
+    ahead = (rng.random(shape) * (cfg.travel - speed + 1)).astype(np.int64)  # in [0, travel - speed]
+    start = np.where(velocity0 > 0, ahead, np.where(velocity0 < 0, cfg.travel - ahead, free))
+    return bounce(start, velocity0, steps, cfg.travel)
 
 
 class Renderer:
