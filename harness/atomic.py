@@ -28,8 +28,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync it, then rename over ``path``."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True, sync_dir: bool = False) -> None:
+    """Write to a temp file in the same folder, then rename it over ``path``.
+
+    The rename alone makes the write atomic for readers and against a killed process. ``durable``
+    fsyncs the data before the rename, so a power loss cannot leave a renamed but empty file;
+    files rewritten on every attempt (a run's config, its running status) skip it. ``sync_dir``
+    fsyncs the folder so the renames survive a power loss; callers do that once per unit of work
+    (a run's final status) rather than on every file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,8 +44,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should read like any other file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -46,19 +54,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, **kw: bool) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), **kw)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, **kw: bool) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", **kw)
 
 
-def atomic_write_yaml(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+def atomic_write_yaml(path: str | os.PathLike, obj: Any, **kw: bool) -> None:
+    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=False), **kw)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

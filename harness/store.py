@@ -85,13 +85,15 @@ class RunDir:
         status = {**self.read_status(), **fields, "state": state, "updated": utc_now(), "heartbeat": time.time()}
         if state != FAILED:
             status.pop("reason", None)
-        atomic_write_json(self.status_path, status)
+        # A final state is the run's commit point: make it and every rename in the folder durable.
+        final = state in (COMPLETE, FAILED)
+        atomic_write_json(self.status_path, status, durable=final, sync_dir=final)
         return status
 
     def touch_heartbeat(self, **fields: Any) -> None:
         status = self.read_status()
         status.update(fields, heartbeat=time.time())
-        atomic_write_json(self.status_path, status)
+        atomic_write_json(self.status_path, status, durable=False)
 
     def is_stale(self) -> bool:
         """A run marked running whose process is gone.
@@ -107,7 +109,7 @@ class RunDir:
 
     # -- content -----------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_yaml(self.config_path, config)
+        atomic_write_yaml(self.config_path, config, durable=False)  # rewritten by every attempt
 
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
         append_line(self.metrics_path, json.dumps({"step": step, **metrics}, default=float))

@@ -12,6 +12,7 @@ The list form lets a table hold both full crossings and one-off rows::
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,12 +104,14 @@ class ResolvedStudy:
     preset: str | None = None
 
 
+@functools.lru_cache(maxsize=None)
 def _study_parser() -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(Study, as_group=False)
     return parser
 
 
+@functools.lru_cache(maxsize=None)
 def _pipeline_parser() -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--pipeline", type=Pipeline, required=True)
@@ -178,10 +181,16 @@ def load_study(path: str | Path, preset: str | None = None, overrides: list[str]
     return resolve_study(load_raw_study(path, preset, overrides))
 
 
-def instantiate_plugin(config: Mapping[str, Any], base: type, source: str, key: str) -> Any:
-    """Build one plugin from its resolved ``class_path``/``init_args`` config."""
+@functools.lru_cache(maxsize=None)
+def _plugin_parser(base: type, key: str) -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument(f"--{key}", type=base, required=True)
+    return parser
+
+
+def instantiate_plugin(config: Mapping[str, Any], base: type, source: str, key: str) -> Any:
+    """Build one plugin from its resolved ``class_path``/``init_args`` config."""
+    parser = _plugin_parser(base, key)
     cfg = _parse(parser, {key: dict(config)}, source)
     try:
         return getattr(parser.instantiate(cfg), key)

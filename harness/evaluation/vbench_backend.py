@@ -262,6 +262,8 @@ def stage_videos(groups: dict[str, list[Sample]], videos_dir: Path) -> dict[str,
 
 def run_vbench(python: Path, spec: dict, output_dir: Path, timeout_s: float | None) -> Path:
     """Run the runner in the vbench environment; its output goes to ``<output>/vbench.log``."""
+    results = Path(spec["results_dir"]) / f"{spec['name']}_eval_results.json"
+    results.unlink(missing_ok=True)  # never ingest a previous run's scores
     spec_path = output_dir / "vbench_spec.json"
     spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     log_path = output_dir / "vbench.log"
@@ -284,7 +286,7 @@ def run_vbench(python: Path, spec: dict, output_dir: Path, timeout_s: float | No
         raise HarnessError(
             f"vbench exited with code {done.returncode}: {lines[-1][:200] if lines else ''}; see {log_path}"
         )
-    return Path(spec["results_dir"]) / f"{spec['name']}_eval_results.json"
+    return results
 
 
 class Backend(Protocol):

@@ -18,9 +18,9 @@ from harness.worlds.sprites.palette import background_tones, shape_templates
 from harness.worlds.sprites.render import COLOR_NAMES, PALETTE
 from harness.worlds.sprites.world_config import SpritesConfig
 
-COLOR_RADIUS = 100.0  # RGB distance beyond which a pixel is no object colour
-MIN_FILL = 0.25  # an object needs this fraction of its box in its colour to count as present
-MIN_IOU = 0.4  # below this best template IoU, the shape is unknown (-1)
+COLOR_RADIUS = 160.0  # RGB distance beyond which a pixel is no object colour
+MIN_FILL = 0.3  # an object needs this fraction of its box in its colour to count as present ...
+MIN_IOU = 0.45  # ... and some shape template matching with at least this IoU (scattered noise does not)
 CHUNK = 64  # videos per pass, to bound memory
 
 
@@ -32,7 +32,7 @@ class Detections:
     present: np.ndarray  # bool [N, C, T]
     top_left: np.ndarray  # float64 [N, C, T, 2]
     shape_iou: np.ndarray  # float32 [N, C, T, K], 0 where absent
-    shape: np.ndarray  # int64 [N, C, T], -1 where absent or unrecognised
+    shape: np.ndarray  # int64 [N, C, T], -1 where absent
     object_region: np.ndarray  # bool [N, T, H, W], detected boxes grown by one pixel
 
     @staticmethod
@@ -79,8 +79,8 @@ class Detector:
         iou, shift = _template_iou(windows, self.templates, s)  # [n,c,t,k], [n,c,t,k,2]
         best = iou.argmax(-1)
         best_iou = np.take_along_axis(iou, best[..., None], -1)[..., 0]
-        present = area >= MIN_FILL * s * s
-        shape = np.where(present & (best_iou >= MIN_IOU), best, -1)
+        present = (area >= MIN_FILL * s * s) & (best_iou >= MIN_IOU)
+        shape = np.where(present, best, -1)
         best_shift = np.take_along_axis(shift, best[..., None, None], -2)[..., 0, :]
         top_left = (corner - 1 + best_shift)[..., ::-1].astype(np.float64)  # (y, x) -> (x, y)
         full = lambda a, fill: _scatter_colors(a, self.color_ids, len(COLOR_NAMES), fill)  # noqa: E731

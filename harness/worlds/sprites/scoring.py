@@ -30,8 +30,8 @@ class DimensionScale:
 
 SCORING_TABLE: dict[str, DimensionScale] = {
     "subject_consistency": DimensionScale(QUALITY, 0.0, 1.0, 1.0),
-    "background_consistency": DimensionScale(QUALITY, 0.667, 1.0, 1.0),
-    "temporal_flickering": DimensionScale(QUALITY, 0.667, 1.0, 1.0),
+    "background_consistency": DimensionScale(QUALITY, 0.665, 1.0, 1.0),
+    "temporal_flickering": DimensionScale(QUALITY, 0.665, 1.0, 1.0),
     "motion_smoothness": DimensionScale(QUALITY, 0.0, 1.0, 1.0),
     "dynamic_degree": DimensionScale(QUALITY, 0.0, 1.0, 0.5),
     "imaging_quality": DimensionScale(QUALITY, 0.0, 1.0, 1.0),

@@ -1,0 +1,35 @@
+# Set-up and the two commands of the README: `make run` (the main study) and `make test`.
+# Each target creates .venv and installs the project into it on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; on this project's machines it is on local disk. Override for a GPU box,
+# e.g. `make TORCH=torch==2.13.0+cu128 ...` with your own index.
+TORCH ?= torch==2.13.0
+STUDY ?= studies/ablation_asd.yaml
+PRESET ?= default
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	WANDB_MODE=$${WANDB_MODE:-offline} $(VENV)/bin/harness run $(STUDY) --preset $(PRESET)
+
+test: install
+	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

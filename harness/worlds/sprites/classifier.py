@@ -1,0 +1,186 @@
+"""A tiny video classifier trained on real sprites; its features define the Fréchet distance.
+
+The net sees all frames at once (frames stacked as channels, "early fusion"), so motion is visible to
+its first layer, and learns multi-hot targets: which colours, shapes and directions a video contains,
+and how many objects. Its pooled features are what distribution.py compares. Built into a directory
+(``classifier.safetensors`` + ``classifier.json``) and loaded back with checks, so the engine's
+stage cache can hold it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.errors import CheckpointError
+from harness.worlds.sprites.data import SpritesData
+from harness.worlds.sprites.palette import SHAPES
+from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES, RenderedBatch, to_model
+from harness.worlds.sprites.world_config import SpritesConfig
+
+WEIGHTS_FILE, CONFIG_FILE = "classifier.safetensors", "classifier.json"
+FORMAT = "sprites-classifier/1"
+HEADS = {"color": len(COLOR_NAMES), "shape": len(SHAPES), "direction": len(DIRECTION_NAMES), "count": 2}
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 3e-3
+    width: int = 32
+    feature_dim: int = 64
+    seed: int = 0
+
+
+class SpritesClassifier(nn.Module):
+    """Conv net over [B, T*3, H, W]; ``features`` are the pooled activations before the heads."""
+
+    def __init__(self, frames: int, width: int, feature_dim: int) -> None:
+        super().__init__()
+        self.frames = frames
+        self.body = nn.Sequential(
+            nn.Conv2d(3 * frames, width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, feature_dim, 3, stride=2, padding=1), nn.GELU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(feature_dim, sum(HEADS.values()))
+
+    def forward(self, videos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """videos float [B, T, 3, H, W] in [-1, 1] -> (features [B, D], logits [B, sum(HEADS)])."""
+        feats = self.body(videos.flatten(1, 2))
+        return feats, self.head(feats)
+
+    @torch.no_grad()
+    def features(self, videos: np.ndarray, batch: int = 256) -> np.ndarray:
+        """float64 features [N, D] of uint8 videos [N, T, H, W, 3]."""
+        self.eval()
+        if videos.shape[1] != self.frames:
+            raise CheckpointError(f"classifier was trained on {self.frames}-frame videos, got {videos.shape[1]}")
+        parts = [self(torch.from_numpy(to_model(videos[i : i + batch])))[0] for i in range(0, len(videos), batch)]
+        return torch.cat(parts).double().numpy()
+
+
+def targets(rendered: RenderedBatch) -> torch.Tensor:
+    """Multi-hot targets [N, sum(HEADS)] from the ground truth of a rendered batch."""
+    st = rendered.states
+    n = len(st.present)
+    blocks = []
+    for name, attr in (("color", st.color), ("shape", st.shape), ("direction", st.direction)):
+        hot = np.zeros((n, HEADS[name]), dtype=np.float32)
+        for o in range(attr.shape[1]):
+            hot[np.nonzero(st.present[:, o])[0], attr[st.present[:, o], o]] = 1.0
+        blocks.append(hot)
+    blocks.append(np.eye(2, dtype=np.float32)[st.present.sum(1) - 1])
+    return torch.from_numpy(np.concatenate(blocks, 1))
+
+
+def train_classifier(out_dir: str | Path, cfg: ClassifierConfig, world: SpritesConfig) -> dict:
+    """Train on fresh rendered batches, write weights + JSON config into ``out_dir``; returns metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    data = SpritesData(world)
+    model = SpritesClassifier(world.frames, cfg.width, cfg.feature_dim)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    rng = np.random.default_rng(cfg.seed)
+    started = time.perf_counter()
+    model.train()
+    for _ in range(cfg.steps):
+        rendered = data.render(cfg.batch_size, rng)
+        _, logits = model(torch.from_numpy(to_model(rendered.videos)))
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, targets(rendered))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    metrics = {"train_loss": float(loss), "train_seconds": time.perf_counter() - started,
+               "eval_accuracy": evaluate_accuracy(model, data, seed=cfg.seed + 1)}
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
+    meta = {"format": FORMAT, "classifier": asdict(cfg), "world": asdict(world), "metrics": metrics}
+    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return metrics
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: SpritesClassifier, data: SpritesData, seed: int, n: int = 256) -> float:
+    """Fraction of exactly right multi-hot labels on eval-split videos (all heads, threshold 0.5)."""
+    model.eval()
+    rendered = data.render(n, seed, split="eval")
+    _, logits = model(torch.from_numpy(to_model(rendered.videos)))
+    return float(((logits > 0) == (targets(rendered) > 0.5)).all(1).float().mean())
+
+
+def load_classifier(directory: str | Path, world: SpritesConfig | None = None) -> SpritesClassifier:
+    """Load a classifier written by ``train_classifier``; CheckpointError names the bad file or field."""
+    meta = _read_meta(Path(directory))
+    if world is not None:
+        saved = meta["world"]
+        for key, value in asdict(world).items():
+            if _jsonable(value) != saved.get(key):
+                raise CheckpointError(
+                    f"{Path(directory) / CONFIG_FILE}: classifier trained for sprites.{key}={saved.get(key)!r}, "
+                    f"world has {_jsonable(value)!r}"
+                )
+    cfg = meta["classifier"]
+    model = SpritesClassifier(int(meta["world"]["frames"]), int(cfg["width"]), int(cfg["feature_dim"]))
+    model.load_state_dict(_read_weights(Path(directory) / WEIGHTS_FILE, model))
+    model.eval()
+    return model
+
+
+def _read_meta(directory: Path) -> dict:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (build it with train_classifier)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
+                              f"expected {FORMAT!r}")
+    for key in ("classifier", "world"):
+        if not isinstance(meta.get(key), dict):
+            raise CheckpointError(f"{path}: key '{key}' missing")
+    return meta
+
+
+def _read_weights(path: Path, model: nn.Module) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (build it with train_classifier)")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: tensor '{key}' missing")
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: tensor '{key}' has shape {list(state[key].shape)}, model expects {list(tensor.shape)}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path}: unexpected tensor '{extra[0]}'")
+    return state
+
+
+def _jsonable(value):
+    """Tuples become lists in JSON; compare like with like."""
+    return json.loads(json.dumps(value))
