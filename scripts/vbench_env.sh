@@ -20,7 +20,10 @@ venv="${1:-$repo_root/.cache/vbench-venv}"
 python="${PYTHON:-python3.11}"
 stamp="$venv/.vbench-env-ok"
 
-if [[ -f "$stamp" && -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import vbench, cv2" 2>/dev/null; then
+modules="'vbench', 'cv2', 'decord', 'torchvision'"
+[[ "${VBENCH_FULL:-0}" == "1" ]] && modules="$modules, 'transformers', 'pyiqa', 'clip'"
+ready_check="import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, [$modules])))"
+if [[ -f "$stamp" && -x "$venv/bin/python" ]] && "$venv/bin/python" -c "$ready_check" 2>/dev/null; then
     echo "vbench environment ready: $venv"
     exit 0
 fi
@@ -35,12 +38,13 @@ esac
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip "setuptools<82" wheel
 "${pip[@]}" "numpy<2" "${torch_pair[@]}"
-"${pip[@]}" "numpy<2" opencv-python-headless decord Pillow tqdm
+# the same OpenCV build as the harness's own environment, so both decode mp4s to the same pixels
+"${pip[@]}" "numpy<2" "opencv-python-headless==4.11.0.86" "decord==0.6.0" Pillow tqdm
 "${pip[@]}" --no-deps "vbench==0.1.5"
 if [[ "${VBENCH_FULL:-0}" == "1" ]]; then
     "${pip[@]}" "numpy<2" "setuptools<82" "${torch_pair[@]}" "vbench==0.1.5"
 fi
 
-"$venv/bin/python" -c "import vbench, cv2, numpy; assert numpy.__version__ < '2'" 
+"$venv/bin/python" -c "import vbench, cv2, numpy; assert numpy.__version__ < '2'"
 touch "$stamp"
 echo "vbench environment ready: $venv"

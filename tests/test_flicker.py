@@ -83,6 +83,8 @@ def test_unreadable_and_empty_files_name_the_file(tmp_path, decoder) -> None:
 
 def test_frames_of_different_sizes_and_single_frame_are_refused() -> None:
     with pytest.raises(VideoError, match="clip: frames of different sizes"):
-        temporal_flickering_frames([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 6, 3), np.uint8)], source="clip")
+        temporal_flickering_frames(
+            [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 6, 3), np.uint8)], source="clip"
+        )
     with pytest.raises(VideoError, match="at least 2 frames, got 1"):
         temporal_flickering_frames(np.zeros((1, 4, 4, 3), np.uint8))

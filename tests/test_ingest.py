@@ -19,8 +19,10 @@ from harness.evaluation.vbench import VBENCH_KEYS, final_scores
 
 
 def results_file(path, scores: dict[str, float]):
-    data = {key: [value, [{"video_path": f"videos/{key}-0.mp4", "video_results": value}]]
-            for key, value in scores.items()}
+    data = {
+        key: [value, [{"video_path": f"videos/{key}-0.mp4", "video_results": value}]]
+        for key, value in scores.items()
+    }
     path.write_text(json.dumps(data))
     return path
 
@@ -50,8 +52,11 @@ def test_merges_files_of_a_folder_and_refuses_conflicts(tmp_path) -> None:
 
 def test_missing_dimensions_named_when_full_table_asked(tmp_path) -> None:
     path = results_file(tmp_path / "x_eval_results.json", {key: 0.5 for key in VBENCH_KEYS[:-2]})
-    with pytest.raises(ConfigError, match=r"x_eval_results.json: missing VBench dimension\(s\) "
-                                          r"\['temporal_style', 'overall_consistency'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"x_eval_results.json: missing VBench dimension\(s\) "
+        r"\['temporal_style', 'overall_consistency'\]",
+    ):
         read_eval_results(path, full=True)
     with pytest.raises(ConfigError, match="missing VBench dimension"):
         read_many([path], full=True)

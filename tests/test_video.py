@@ -35,7 +35,9 @@ def ffmpeg_stream_info(path) -> str:
 
     result = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "info", "-i", str(path), "-f", "null", "-"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-500:]
     return result.stderr
@@ -63,8 +65,9 @@ def test_opencv_reads_mp4_with_same_pixels(tmp_path) -> None:
         if not ok:
             break
         frames.append(frame[..., ::-1])
+    fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
-    assert capture.get(cv2.CAP_PROP_FPS) == 8.0
+    assert fps == 8.0
     assert np.array_equal(np.stack(frames), read_video(path))
 
 
@@ -87,15 +90,23 @@ def test_sidecar_written_atomically_next_to_video(tmp_path) -> None:
     path = write_video(tmp_path / "s" / "v.mp4", moving_square(frames=3), meta=meta)
     assert sidecar_path(path) == tmp_path / "s" / "v.json"
     on_disk = json.loads(sidecar_path(path).read_text())
-    assert on_disk == {"prompt": "a red circle moving left", "seed": 7, "method": "asd", "schedule": "ffe:1*",
-                       "nfe": 3, "extra": {"chunk": 3}}
+    assert on_disk == {
+        "prompt": "a red circle moving left",
+        "seed": 7,
+        "method": "asd",
+        "schedule": "ffe:1*",
+        "nfe": 3,
+        "extra": {"chunk": 3},
+    }
     assert read_sidecar(path) == meta
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["v.json", "v.mp4"]  # no temp files left
 
 
 def test_sidecar_missing_fields_named(tmp_path) -> None:
     (tmp_path / "v.json").write_text(json.dumps({"prompt": "x", "seed": 1}))
-    with pytest.raises(VideoError, match=r"v\.json: sidecar lacks field\(s\) \['method', 'nfe', 'schedule'\]"):
+    with pytest.raises(
+        VideoError, match=r"v\.json: sidecar lacks field\(s\) \['method', 'nfe', 'schedule'\]"
+    ):
         read_sidecar(tmp_path / "v.mp4")
 
 

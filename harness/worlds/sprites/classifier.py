@@ -46,9 +46,8 @@ class SpritesClassifier(nn.Module):
         super().__init__()
         self.frames = frames
         self.body = nn.Sequential(
-            nn.Conv2d(3 * frames, width, 3, padding=1), nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(3 * frames, width, 3, stride=2, padding=1), nn.GroupNorm(4, width), nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * width), nn.GELU(),
             nn.Conv2d(2 * width, feature_dim, 3, stride=2, padding=1), nn.GELU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
@@ -103,7 +102,7 @@ def train_classifier(out_dir: str | Path, cfg: ClassifierConfig, world: SpritesC
         loss.backward()
         opt.step()
         sched.step()
-    metrics = {"train_loss": float(loss), "train_seconds": time.perf_counter() - started,
+    metrics = {"train_loss": float(loss.detach()), "train_seconds": time.perf_counter() - started,
                "eval_accuracy": evaluate_accuracy(model, data, seed=cfg.seed + 1)}
     from safetensors.torch import save_file
 

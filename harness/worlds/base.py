@@ -1,0 +1,120 @@
+"""The World interface: everything the methods and the pipeline need to know about a domain.
+
+A world bundles prompts, real data (where it has data), the backbone architecture, the teacher
+recipe (a cached bidirectional model), the causal initialisation of the student (a cached causal
+model), decoding to frames and its evaluator. The embedded ``sprites`` world implements it on a CPU;
+a Wan world implements it on GPUs with the same methods and pipeline.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class StageProvider(Protocol):
+    """What a world needs from the engine to cache its artifacts (``RunContext`` provides it)."""
+
+    def stage(self, name: str, config: Mapping[str, Any], build: Callable[[Path], Any],
+              inputs: Iterable[Any] = ()) -> Any: ...
+
+    def progress(self, stage: str | None = None, step: int | None = None, total: int | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class VideoShape:
+    """Shape of one video in the space the backbone works in (latents or pixels)."""
+
+    frames: int
+    channels: int
+    height: int
+    width: int
+    frames_per_chunk: int
+
+    @property
+    def num_chunks(self) -> int:
+        return self.frames // self.frames_per_chunk
+
+    def tensor_shape(self, batch: int) -> tuple[int, int, int, int, int]:
+        return (batch, self.frames, self.channels, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance of the teacher: the scale and the form it is written in."""
+
+    scale: float = 3.0
+    form: str = "standard"  # harness.diffusion CFG forms: "standard" | "self_forcing"
+
+
+class Evaluator(Protocol):
+    """Scores videos; ``aggregate`` turns raw per-dimension scores into quality / semantic / total."""
+
+    name: str
+    dimensions: Sequence[str]
+
+    def score(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]: ...
+
+    def aggregate(self, raw: Mapping[str, float]) -> dict[str, float]: ...
+
+
+class World(ABC):
+    """A domain the methods distill in. Constructors are cheap; artifacts are built on request."""
+
+    name: str = "world"
+
+    @property
+    @abstractmethod
+    def video_shape(self) -> VideoShape:
+        """Shape of the videos the backbone generates."""
+
+    @property
+    @abstractmethod
+    def guidance(self) -> Guidance:
+        """The teacher's CFG, used by every method that queries the teacher."""
+
+    @abstractmethod
+    def prompts(self, split: str) -> list[str]:
+        """Prompt list of a split (``train`` or ``eval``)."""
+
+    @abstractmethod
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """The backbone's ``cond`` input for these prompts."""
+
+    @abstractmethod
+    def null_condition(self, batch: int) -> torch.Tensor:
+        """The unconditional ``cond`` (the empty prompt) for CFG."""
+
+    @abstractmethod
+    def real_videos(self, n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, list[str]]:
+        """``n`` real videos [n, F, C, H, W] in the backbone's space, with their prompts."""
+
+    @abstractmethod
+    def make_backbone(self) -> nn.Module:
+        """A freshly initialised backbone (the same architecture serves teacher, student and critic)."""
+
+    @abstractmethod
+    def teacher(self, stages: StageProvider) -> nn.Module:
+        """The trained bidirectional teacher (a cached artifact), in eval mode."""
+
+    @abstractmethod
+    def causal_init(self, stages: StageProvider) -> nn.Module:
+        """The causal student's initialisation (a cached artifact)."""
+
+    @abstractmethod
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        """Backbone-space videos [n, F, C, H, W] → uint8 frames [n, F, H, W, 3]."""
+
+    @abstractmethod
+    def evaluator(self, stages: StageProvider) -> Evaluator:
+        """The world's evaluator (may build cached artifacts such as a feature classifier)."""
+
+    def config(self) -> dict[str, Any]:
+        """The world's identity for stage keys; subclasses return their full config."""
+        return {"world": self.name}

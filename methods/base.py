@@ -1,0 +1,61 @@
+"""The Method interface: ``distill`` a causal few-step generator, ``sample`` it with any schedule.
+
+Every method (DMD, Self Forcing, ASD) distils from the same three things a world provides — a
+bidirectional teacher (the real score), a causal initialisation of the student, and the world's
+prompts — and returns a causal generator that the one shared sampler runs with any
+:class:`~harness.schedules.StepSchedule`. FFE is a schedule, not a method.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from harness.worlds.base import World
+
+
+@dataclass
+class TrainContext:
+    """What a method's training loop may touch.
+
+    ``workdir`` holds its checkpoints (``workdir/checkpoints``) so an interrupted distillation resumes
+    exactly; ``log`` records a metrics row (and fails on NaN/Inf); ``progress`` reports the step.
+    """
+
+    workdir: Path
+    seed: int
+    log: Callable[[Mapping[str, float], int], None]
+    progress: Callable[..., None] = lambda **_: None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+@dataclass
+class Samples:
+    """Generated videos in backbone space, with their cost and, on request, the x̂0 trace."""
+
+    videos: torch.Tensor  # [B, F, C, H, W]
+    nfe: int  # network evaluations per video (steps + one cache pass per chunk)
+    schedule: str  # the schedule's label: "4", "2", "1*", ...
+    trace: Any = None  # harness.evaluation.cosine trace when requested
+
+
+class Method(ABC):
+    """A distillation method; its ``__init__`` arguments are its config (plugins in study files)."""
+
+    name: str = "method"
+
+    @abstractmethod
+    def distill(self, world: World, teacher: nn.Module, init: nn.Module, ctx: TrainContext) -> nn.Module:
+        """Train a causal generator from ``init`` against ``teacher``; return it (EMA weights if any)."""
+
+    def sample(self, world: World, generator: nn.Module, prompts: list[str], schedule: Any, seed: int,
+               *, trace: bool = False) -> Samples:
+        """Sample with the shared causal sampler; methods only override this to change inference."""
+        from harness.sampling import sample_causal
+
+        return sample_causal(world, generator, prompts, schedule, seed, trace=trace)
