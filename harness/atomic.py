@@ -101,3 +101,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 break
             raise
     return rows
+
+
+def truncate_jsonl_after(path: str | os.PathLike, step: int) -> None:
+    """Drop rows logged after ``step``: on resume from a checkpoint they are logged again."""
+    rows = read_jsonl(path)
+    kept = [r for r in rows if r.get("step", 0) <= step]
+    if len(kept) != len(rows):
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

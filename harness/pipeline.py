@@ -43,6 +43,7 @@ class RunContext:
 
     seed: int
     labels: dict[str, str]
+    config: dict[str, Any]  # the run's resolved pipeline config: stage keys are built from parts of it
     run_dir: RunDir
     stages: StageCache
     tracker: Tracker

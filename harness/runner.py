@@ -151,7 +151,7 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     resumed_from = None
     try:
         pipeline: Pipeline = instantiate_plugin(spec.config["pipeline"], Pipeline, f"run {spec.name}", "pipeline")
-        ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), run_dir=run_dir, stages=StageCache(job.cache_root),
+        ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"], run_dir=run_dir, stages=StageCache(job.cache_root),
                          tracker=tracker, progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}))
         steps = ctx.checkpoints.steps()
         if steps:

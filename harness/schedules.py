@@ -17,6 +17,7 @@ number comes from the ``reading`` argument.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def _check_step_list(steps: Sequence[float], what: str) -> tuple[float, ...]:
         raise ConfigError(f"{what} is empty")
     if any(not 0.0 < s <= NUM_TRAIN_TIMESTEPS for s in steps):
         raise ConfigError(f"{what} {list(steps)} has a step outside (0, {NUM_TRAIN_TIMESTEPS:g}]")
-    if any(b >= a for a, b in zip(steps, steps[1:])):
+    if any(b >= a for a, b in itertools.pairwise(steps)):
         raise ConfigError(f"{what} {list(steps)} must be strictly decreasing")
     return steps
 
@@ -78,7 +79,9 @@ class StepSchedule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", _check_step_list(self.steps, "step list"))
         if self.first_steps is not None:
-            object.__setattr__(self, "first_steps", _check_step_list(self.first_steps, "first-chunk step list"))
+            object.__setattr__(
+                self, "first_steps", _check_step_list(self.first_steps, "first-chunk step list")
+            )
         if not self.spec:
             object.__setattr__(self, "spec", _format_steps(self.steps) + ("*" if self.is_ffe else ""))
 
@@ -86,7 +89,12 @@ class StepSchedule:
 
     @classmethod
     def uniform(
-        cls, n: int, *, base: Sequence[float] = DEFAULT_STEP_LIST, reading: str = "prefix", shift: float = DEFAULT_SHIFT
+        cls,
+        n: int,
+        *,
+        base: Sequence[float] = DEFAULT_STEP_LIST,
+        reading: str = "prefix",
+        shift: float = DEFAULT_SHIFT,
     ) -> StepSchedule:
         """n steps for every chunk, taken from ``base`` under ``reading``."""
         spec = str(n) if reading == "prefix" else _format_steps(select_steps(base, n, reading))
@@ -94,7 +102,12 @@ class StepSchedule:
 
     @classmethod
     def ffe(
-        cls, n: int, *, base: Sequence[float] = DEFAULT_STEP_LIST, reading: str = "prefix", shift: float = DEFAULT_SHIFT
+        cls,
+        n: int,
+        *,
+        base: Sequence[float] = DEFAULT_STEP_LIST,
+        reading: str = "prefix",
+        shift: float = DEFAULT_SHIFT,
     ) -> StepSchedule:
         """First-Frame Enhancement ``n*``: chunk 0 with the whole ``base`` list, later chunks with n."""
         spec = f"{n}*" if reading == "prefix" else _format_steps(select_steps(base, n, reading)) + "*"
@@ -119,7 +132,9 @@ class StepSchedule:
         if re.fullmatch(r"\[\d+(\.\d+)?(,\d+(\.\d+)?)*\]", body):
             steps = tuple(float(s) for s in body[1:-1].split(","))
             return cls(steps, tuple(base) if ffe else None, shift, text)
-        raise ConfigError(f"schedule '{spec}' is not a step count ('2'), FFE ('1*') or a step list ('[1000,500]')")
+        raise ConfigError(
+            f"schedule '{spec}' is not a step count ('2'), FFE ('1*') or a step list ('[1000,500]')"
+        )
 
     # -- reading ----------------------------------------------------------------------------------
 

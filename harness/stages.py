@@ -2,9 +2,9 @@
 
 A trained teacher, a causal init or an evaluator's classifier is asked for by many runs of many
 studies. ``StageCache.get(name, config, build)`` returns the artifact's folder, building it first
-if no process has. Building happens under a per-artifact lock into a temporary folder that is
-renamed into place, so two runs asking at once build it once, and a build killed halfway leaves
-nothing that looks finished.
+if no process has. Building happens under a per-artifact lock in a ``.building`` folder that is
+renamed into place with its ``stage.json`` manifest, so two runs asking at once build it once, and
+a build killed halfway leaves nothing that looks finished — only its checkpoints, to resume from.
 """
 
 from __future__ import annotations
@@ -80,15 +80,12 @@ class StageCache:
         try:
             if (final / MANIFEST).exists():  # another process built it while we waited
                 return Artifact(name, key, final)
-            tmp = final.parent / f".{final.name}.building-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+            # One builder at a time (the lock), so the build folder is stable: a build that was killed
+            # or raised leaves its checkpoints there and the next build resumes from them.
+            tmp = final.parent / f".{final.name}.building"
+            tmp.mkdir(parents=True, exist_ok=True)
             started = time.time()
-            try:
-                build(tmp)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+            build(tmp)
             atomic_write_json(
                 tmp / MANIFEST,
                 {

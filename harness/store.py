@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .atomic import append_line, atomic_write_json, atomic_write_text, atomic_write_yaml, read_jsonl
+from .atomic import append_line, atomic_write_json, atomic_write_yaml, read_jsonl, truncate_jsonl_after
 from .locks import FileLock
 from .provenance import utc_now
 
@@ -119,10 +119,7 @@ class RunDir:
 
     def truncate_metrics_after(self, step: int) -> None:
         """On resume from a checkpoint at ``step``, forget metrics logged after it."""
-        rows = self.metrics()
-        kept = [r for r in rows if r.get("step", 0) <= step]
-        if len(kept) != len(rows):
-            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        truncate_jsonl_after(self.metrics_path, step)
 
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_json(self.result_path, result)

@@ -48,8 +48,16 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, prompt: tuple[torch.Tensor, torch.Tensor], *,
-                mask: torch.Tensor | None, kv_cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        prompt: tuple[torch.Tensor, torch.Tensor],
+        *,
+        mask: torch.Tensor | None,
+        kv_cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
         """x: [B, F, P, D] tokens; c: [B, F, D] per-frame conditioning; returns [B, F, P, D]."""
         b, f, p, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, :, None, :].chunk(6, dim=-1)
@@ -90,6 +98,11 @@ class SpritesDiT(nn.Module):
         self.prompt = PromptEncoder(config)
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final = FinalLayer(config)
+
+    @property
+    def frames_per_chunk(self) -> int:
+        """Frames denoised together; samplers step through videos in chunks of this size."""
+        return self.config.frames_per_chunk
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -136,7 +149,9 @@ class SpritesDiT(nn.Module):
         c = self.timestep(timesteps) + pooled[:, None, :]
         mask = None
         if causal:
-            mask = block_causal_mask(frames, offset, self.config.tokens_per_frame, self.config.frames_per_chunk)
+            mask = block_causal_mask(
+                frames, offset, self.config.tokens_per_frame, self.config.frames_per_chunk
+            )
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
         features = []

@@ -37,8 +37,19 @@ class SpritesDiTConfig:
 
     def validate(self) -> None:
         """Fail on the first field that cannot work, naming it."""
-        positive = ("channels", "height", "width", "patch_size", "frames_per_chunk", "dim", "depth", "heads",
-                    "timestep_freq_dim", "vocab_size", "max_prompt_len")
+        positive = (
+            "channels",
+            "height",
+            "width",
+            "patch_size",
+            "frames_per_chunk",
+            "dim",
+            "depth",
+            "heads",
+            "timestep_freq_dim",
+            "vocab_size",
+            "max_prompt_len",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"SpritesDiTConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -52,7 +63,9 @@ class SpritesDiTConfig:
         if self.timestep_freq_dim % 2:
             raise ConfigError(f"SpritesDiTConfig.timestep_freq_dim={self.timestep_freq_dim} must be even")
         if not 0 <= self.pad_id < self.vocab_size:
-            raise ConfigError(f"SpritesDiTConfig.pad_id={self.pad_id} is outside vocab_size={self.vocab_size}")
+            raise ConfigError(
+                f"SpritesDiTConfig.pad_id={self.pad_id} is outside vocab_size={self.vocab_size}"
+            )
         if self.prompt_layers < 0 or self.mlp_ratio <= 0:
             raise ConfigError("SpritesDiTConfig.prompt_layers must be >= 0 and mlp_ratio > 0")
 
@@ -81,7 +94,9 @@ class SpritesDiTConfig:
 
 PRESETS: dict[str, SpritesDiTConfig] = {
     # a few thousand parameters: every test that builds a model runs in milliseconds
-    "smoke": SpritesDiTConfig(height=16, width=16, patch_size=4, dim=32, depth=2, heads=2, timestep_freq_dim=32),
+    "smoke": SpritesDiTConfig(
+        height=16, width=16, patch_size=4, dim=32, depth=2, heads=2, timestep_freq_dim=32
+    ),
     # 16×16 frames in 4×4 patches: 16 tokens per frame, 128 per 8-frame video
     "default": SpritesDiTConfig(height=16, width=16, patch_size=4, dim=128, depth=4, heads=4),
 }

@@ -15,7 +15,9 @@ from harness.worlds.sprites.dit_config import SpritesDiTConfig
 def sinusoidal(positions: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """[..., dim] cos/sin features of real-valued positions (timesteps in [0, 1000] or frame indices)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=positions.device) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=positions.device) / half
+    )
     angles = positions.to(torch.float32)[..., None] * freqs
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
@@ -41,7 +43,9 @@ class Patchify(nn.Module):
         """[B, F, P, C·p·p] → [B, F, C, H, W]."""
         cfg, p = self.config, self.config.patch_size
         b, f = patches.shape[:2]
-        x = patches.reshape(b, f, cfg.height // p, cfg.width // p, cfg.channels, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        x = patches.reshape(b, f, cfg.height // p, cfg.width // p, cfg.channels, p, p).permute(
+            0, 1, 4, 2, 5, 3, 6
+        )
         return x.reshape(b, f, cfg.channels, cfg.height, cfg.width)
 
 
@@ -109,7 +113,9 @@ class PromptEncoder(nn.Module):
     def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns context [B, L+1, D], mask [B, L+1] (True = real) and pooled [B, D]."""
         if cond.shape[1] > self.config.max_prompt_len:
-            raise ConfigError(f"prompt of {cond.shape[1]} tokens exceeds max_prompt_len={self.config.max_prompt_len}")
+            raise ConfigError(
+                f"prompt of {cond.shape[1]} tokens exceeds max_prompt_len={self.config.max_prompt_len}"
+            )
         x, mask = self._embed(cond)
         batch, length = x.shape[:2]
         x = torch.cat([self.null.expand(batch, 1, -1), x], dim=1) + self.position[: length + 1]

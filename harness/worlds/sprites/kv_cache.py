@@ -61,8 +61,10 @@ class KVCache:
     def append(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Stage one layer's keys/values of the new frames; only allowed inside :meth:`writing`."""
         if self._pending is None:
-            raise RuntimeError("KVCache is read-only outside `with cache.writing(frames)`: a denoising "
-                               "forward must not grow the context")
+            raise RuntimeError(
+                "KVCache is read-only outside `with cache.writing(frames)`: a denoising "
+                "forward must not grow the context"
+            )
         if layer in self._pending:
             raise RuntimeError(f"KVCache layer {layer} was appended twice in one write")
         self._pending[layer] = (keys, values)
@@ -70,7 +72,9 @@ class KVCache:
     def _commit(self) -> None:
         layers = sorted(self._pending)
         if layers != list(range(len(layers))) or (self._keys and len(layers) != len(self._keys)):
-            raise RuntimeError(f"KVCache write covered layers {layers}, expected all {len(self._keys)} layers")
+            raise RuntimeError(
+                f"KVCache write covered layers {layers}, expected all {len(self._keys)} layers"
+            )
         for layer in layers:
             keys, values = self._pending[layer]
             if layer < len(self._keys):

@@ -1,0 +1,59 @@
+"""Pieces every pipeline shares: evaluating decoded videos and writing samples the reports read."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..pipeline import RunContext
+from ..video import SampleMeta, write_video
+from ..worlds.base import Evaluator, World
+
+REFERENCE_SEED = 10_000  # real videos the distribution scores compare against; the same for every run
+
+
+def evaluate_videos(ctx: RunContext, world: World, evaluator: Evaluator, videos: np.ndarray,
+                    prompts: list[str], num_reference: int) -> dict[str, Any]:
+    """Scores of ``videos`` as flat metrics: total / quality / semantic, every dimension, distribution."""
+    ctx.progress(stage="evaluate")
+    reference = None
+    if num_reference > 0:
+        real, real_prompts = world.real_videos(num_reference, REFERENCE_SEED, split="eval")
+        reference = (world.decode(real), real_prompts)
+    if hasattr(evaluator, "evaluate"):
+        result = evaluator.evaluate(videos, prompts, *(reference or (None, None)))
+        metrics = {**result.raw, **result.scores, **getattr(result, "distribution", {})}
+    else:
+        raw = evaluator.score(videos, prompts)
+        metrics = {**raw, **evaluator.aggregate(raw)}
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def save_samples(ctx: RunContext, videos: np.ndarray, prompts: list[str], *, count: int, method: str,
+                 schedule: str, nfe: int, seed: int, fps: float = 8.0) -> list[str]:
+    """The first ``count`` videos as mp4 with sidecars, named so reports can line them up."""
+    names = []
+    for i in range(min(count, len(videos))):
+        name = f"sample_{i:03d}.mp4"
+        write_video(ctx.samples_dir / name, videos[i], fps=fps,
+                    meta=SampleMeta(prompt=prompts[i], seed=seed, method=method, schedule=schedule, nfe=nfe,
+                                    extra={"index": i, "run": ctx.run_dir.hash}))
+        names.append(f"samples/{name}")
+    return names
+
+
+def timed(fn: Callable[[], Any], repeats: int = 2) -> tuple[Any, float]:
+    """Result of ``fn`` and its best wall time over ``repeats`` calls (the first one warms up caches)."""
+    best, out = float("inf"), None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def component_config(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A plugin's resolved config inside the pipeline's, for stage keys."""
+    return dict((config.get("init_args") or {}).get(key) or {})

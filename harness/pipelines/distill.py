@@ -1,0 +1,131 @@
+"""Distil a method in a world, sample it with one schedule, evaluate: one row of the paper's tables.
+
+The distillation is a cached stage keyed by the world, the method and the seed — not the schedule —
+so an ASD model is trained once and sampled with 1, 2, 1* and 2* steps by four runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import append_line, truncate_jsonl_after
+from ..checkpoints import CheckpointStore
+from ..errors import CheckpointError
+from ..pipeline import Pipeline, RunContext
+from ..schedules import StepSchedule
+from ..worlds.base import World
+from .common import component_config, evaluate_videos, save_samples, timed
+
+GENERATOR_FILE = "generator.safetensors"
+
+
+class DistillAndEvaluate(Pipeline):
+    """One method × schedule × seed.
+
+    Args:
+        world: The domain (prompts, teacher, causal init, evaluator).
+        method: The distillation method (``methods.dmd.DMD``, ``methods.asd.ASD``, …).
+        schedule: Sampling schedule: ``"4"``, ``"2"``, ``"1"``, FFE ``"1*"``/``"2*"``, or a list ``"[1000,500]"``.
+        num_videos: Videos generated on the eval prompts and scored.
+        num_reference: Real videos the distribution scores compare against (0 to skip them).
+        sample_seed: Seed of the sampling noise: the same for every run, so rows differ only by model.
+        save_videos: How many samples to keep as mp4 in the run folder.
+        trace_videos: Videos whose per-step x̂0 trace is recorded for the cosine-similarity analysis.
+    """
+
+    headline = "total"
+
+    def __init__(self, world: World, method: Any, schedule: str = "4", num_videos: int = 32,
+                 num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4, trace_videos: int = 8):
+        self.world, self.method = world, method
+        self.schedule = StepSchedule.from_spec(schedule)
+        self.num_videos, self.num_reference, self.sample_seed = num_videos, num_reference, sample_seed
+        self.save_videos, self.trace_videos = save_videos, trace_videos
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        generator, artifact = self._distilled(ctx)
+        prompts = _take(self.world.prompts("eval"), self.num_videos)
+        ctx.progress(stage=f"sample {self.schedule.label}")
+        with torch.no_grad():
+            samples = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed)
+            _, latency = timed(lambda: self.method.sample(self.world, generator, prompts[:1], self.schedule,
+                                                           self.sample_seed))
+        videos = self.world.decode(samples.videos)
+        metrics = evaluate_videos(ctx, self.world, self.world.evaluator(ctx), videos, prompts, self.num_reference)
+        save_samples(ctx, videos, prompts, count=self.save_videos, method=self.method.name,
+                     schedule=self.schedule.label, nfe=samples.nfe, seed=self.sample_seed)
+        if self.trace_videos > 0:
+            self._save_trace(ctx, generator, prompts[: self.trace_videos])
+        return {**metrics, "nfe": samples.nfe, "latency_s": latency, "schedule": self.schedule.label,
+                "method": self.method.name, "generator": f"{artifact.name}/{artifact.path.name}"}
+
+    def _distilled(self, ctx: RunContext):
+        """The trained generator: built once per (world, method, seed), shared by every schedule."""
+        from methods.base import TrainContext
+
+        teacher = self.world.teacher(ctx)
+        init = self.world.causal_init(ctx)
+        config = {"world": component_config(ctx.config, "world"), "method": component_config(ctx.config, "method"),
+                  "seed": ctx.seed}
+
+        def build(folder: Path) -> None:
+            resume_step = CheckpointStore(folder / "checkpoints").steps()
+            truncate_jsonl_after(folder / "metrics.jsonl", resume_step[-1] if resume_step else 0)
+
+            def log(metrics, step):
+                append_line(folder / "metrics.jsonl", _json_row(step, metrics))
+                ctx.log(metrics, step)
+
+            train = TrainContext(workdir=folder, seed=ctx.seed, log=log,
+                                 progress=lambda **kw: ctx.progress(**{"stage": f"distill {self.method.name}", **kw}))
+            model = self.method.distill(self.world, teacher, init, train)
+            _save_weights(model, folder / GENERATOR_FILE)
+
+        artifact = ctx.stage(f"distill-{self.method.name}", config, build)
+        generator = self.world.make_backbone()
+        _load_weights(generator, artifact.path / GENERATOR_FILE)
+        return generator.eval(), artifact
+
+    def _save_trace(self, ctx: RunContext, generator, prompts: list[str]) -> None:
+        from ..evaluation.cosine import cosine_similarity_matrices
+
+        ctx.progress(stage="x0 trace")
+        with torch.no_grad():
+            traced = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed, trace=True)
+        cosine_similarity_matrices(traced.trace).save(ctx.samples_dir, stem="x0_cosine")
+
+
+def _take(prompts: list[str], n: int) -> list[str]:
+    """``n`` prompts, cycling through the list when it is shorter."""
+    return [prompts[i % len(prompts)] for i in range(n)]
+
+
+def _json_row(step: int, metrics) -> str:
+    import json
+
+    return json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name}: generator weights missing from {path.parent.name}") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path.name}: corrupt generator weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path.name}: does not match the backbone (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
