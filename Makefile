@@ -11,7 +11,7 @@ STUDY ?= studies/ablation_asd.yaml
 PRESET ?= default
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean vbench-env
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ install: $(VENV)/.installed
 run: install
 	WANDB_MODE=$${WANDB_MODE:-offline} $(VENV)/bin/harness run $(STUDY) --preset $(PRESET)
 
-test: install
+# vbench 0.1.5 lives in its own environment (numpy<2, transformers 4.33.2); the integration test drives it.
+VBENCH_VENV ?= .cache/vbench-venv
+vbench-env:
+	bash scripts/vbench_env.sh $(VBENCH_VENV)
+
+test: install vbench-env
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -43,7 +43,9 @@ def _batch(model: SpritesDiT, batch: int, frames: int) -> tuple[torch.Tensor, to
     return x0, cond
 
 
-def _train_step(model: SpritesDiT, optimizer: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor) -> None:
+def _train_step(
+    model: SpritesDiT, optimizer: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor
+) -> None:
     noise = torch.randn_like(x0)
     sigma = torch.rand(x0.shape[:2])
     v = model(add_noise(x0, noise, sigma), sigma * 1000, cond)
@@ -101,20 +103,31 @@ def main() -> None:
     cfg = model.config
     rate = matmul_rate()
     print(f"threads {torch.get_num_threads()}  fp32 matmul {rate / 1e9:.1f} GFLOP/s")
-    print(f"preset {args.preset}: {model.num_parameters() / 1e6:.2f}M params, {cfg.tokens_per_frame} tokens/frame, "
-          f"{cfg.tokens_per_frame * args.frames} tokens/video, cross_attention={cfg.cross_attention}")
+    print(
+        f"preset {args.preset}: {model.num_parameters() / 1e6:.2f}M params, {cfg.tokens_per_frame} tokens/frame, "
+        f"{cfg.tokens_per_frame * args.frames} tokens/video, cross_attention={cfg.cross_attention}"
+    )
 
     steps_per_s, flops = training_figures(model.train(), args.batch, args.frames, args.iters)
-    print(f"training: batch {args.batch} x {args.frames} frames: {steps_per_s:.2f} steps/s, "
-          f"{flops / 1e9:.2f} GFLOP/step, MFU {100 * flops * steps_per_s / rate:.0f}%")
+    print(
+        f"training: batch {args.batch} x {args.frames} frames: {steps_per_s:.2f} steps/s, "
+        f"{flops / 1e9:.2f} GFLOP/step, MFU {100 * flops * steps_per_s / rate:.0f}%"
+    )
 
     model.eval()
     schedule = StepSchedule.uniform(4)
     generate(model, 2, schedule)  # warm-up
-    totals = {n: min(generate(model, n, schedule) for _ in range(5)) for n in (4, 8, 16)}
+    totals = {n: float("inf") for n in (4, 8, 16)}
+    for _ in range(5):  # interleaved best-of-5: load from other processes hits every length alike
+        for n, best in totals.items():
+            totals[n] = min(best, generate(model, n, schedule))
     for n, total in totals.items():
-        print(f"generation (4 steps + cache pass, batch 1): {n:2d} chunks {total:.3f}s, {1e3 * total / n:.1f} ms/chunk")
-    print(f"flatness: t(8)/t(4) {totals[8] / totals[4]:.2f}, t(16)/t(8) {totals[16] / totals[8]:.2f} (limit 2.1)")
+        print(
+            f"generation (4 steps + cache pass, batch 1): {n:2d} chunks {total:.3f}s, {1e3 * total / n:.1f} ms/chunk"
+        )
+    print(
+        f"flatness: t(8)/t(4) {totals[8] / totals[4]:.2f}, t(16)/t(8) {totals[16] / totals[8]:.2f} (limit 2.1)"
+    )
 
 
 if __name__ == "__main__":

@@ -52,10 +52,35 @@ def _ls_parser() -> ArgumentParser:
     return p
 
 
+def _eval_parser() -> ArgumentParser:
+    from .commands.eval import eval_command
+
+    p = ArgumentParser(description=(eval_command.__doc__ or "").split("\n")[0], exit_on_error=False)
+    p.add_argument("samples_dir", type=Path, help="folder of .mp4 samples (with sidecar JSON, or named {prompt}-{i}.mp4)")
+    p.add_argument("--backend", type=str, default="vbench", help="vbench (its own environment) or weight-free")
+    p.add_argument("--dimensions", type=list[str] | None, default=None, help="VBench dimension keys, e.g. [temporal_flickering]")
+    p.add_argument("--mode", type=str, default="vbench_standard", help="vbench_standard or custom_input")
+    p.add_argument("--output_dir", type=Path | None, default=None, help="staged videos, vbench log and results")
+    p.add_argument("--device", type=str, default="cpu", help="torch device for vbench")
+    p.add_argument("--full_info", type=Path | None, default=None, help="a VBench_full_info.json")
+    p.add_argument("--extended_prompts", type=Path | None, default=None, help="extended prompt list aligned with the suite")
+    p.add_argument("--vbench_python", type=Path | None, default=None, help="the vbench environment's python")
+    p.add_argument("--timeout_s", type=float | None, default=None, help="stop vbench after this many seconds")
+    return p
+
+
+def _eval(**kwargs) -> int:
+    """Score a folder of samples with VBench (its own environment) or the weight-free backend."""
+    from .commands.eval import eval_command
+
+    return eval_command(**kwargs)
+
+
 COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
     "run": (_run_parser, run),
     "validate": (_validate_parser, validate),
     "ls": (_ls_parser, ls),
+    "eval": (_eval_parser, _eval),
 }
 
 

@@ -8,7 +8,8 @@
 # Usage:  scripts/vbench_env.sh [VENV_DIR]        default VENV_DIR: .cache/vbench-venv (repo root)
 #         VBENCH_FULL=1 scripts/vbench_env.sh     also install vbench's declared dependencies
 #                                                 (needed for the model-based dimensions; they
-#                                                 still need pre-seeded weights, see VBENCH_CACHE_DIR)
+#                                                 still need pre-seeded weights, see VBENCH_CACHE_DIR,
+#                                                 and detectron2 from git for the GRiT dimensions)
 # Env:    PYTHON (default python3.11)
 #
 # The default install is what `import vbench` and the weight-free `temporal_flickering` need:

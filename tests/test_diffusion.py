@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -64,7 +66,7 @@ def test_euler_step_on_exact_velocity_reaches_x0():
     x0, eps = _video(7), _video(8)
     x = fm.add_noise(x0, eps, 1.0)
     grid = [1.0, 0.7, 0.3, 0.0]
-    for s, s_next in zip(grid, grid[1:]):
+    for s, s_next in itertools.pairwise(grid):
         x = fm.euler_step(x, fm.flow_target(x0, eps), s, s_next)
     assert (x - x0).abs().max() < 1e-12
 

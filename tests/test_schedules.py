@@ -57,8 +57,13 @@ def test_skip_reading_of_every_count():
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("5", "between 1 and 4"), ("0", "between 1 and 4"), ("two", "not a step count"), ("[500,1000]", "decreasing"),
-     ("[1000,0]", "outside")],
+    [
+        ("5", "between 1 and 4"),
+        ("0", "between 1 and 4"),
+        ("two", "not a step count"),
+        ("[500,1000]", "decreasing"),
+        ("[1000,0]", "outside"),
+    ],
 )
 def test_bad_specs_give_clear_errors(spec, message):
     with pytest.raises(ConfigError, match=message):

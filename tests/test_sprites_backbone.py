@@ -45,7 +45,9 @@ def test_chunk_by_chunk_with_cache_equals_full_block_causal_forward(model):
         cache, chunks = KVCache(), []
         for k in range(CHUNKS):
             part = slice(k * FPC, (k + 1) * FPC)
-            model(torch.randn(B, FPC, 3, 16, 16), torch.full((B, FPC), 937.5), cond, kv_cache=cache)  # read only
+            model(
+                torch.randn(B, FPC, 3, 16, 16), torch.full((B, FPC), 937.5), cond, kv_cache=cache
+            )  # read only
             chunks.append(model(x[:, part], t[:, part], cond, kv_cache=cache, write_cache=True))
     assert cache.num_frames == FRAMES
     assert (torch.cat(chunks, dim=1) - full).abs().max() < 1e-5
@@ -59,13 +61,13 @@ def test_denoising_a_chunk_against_clean_context_equals_full_forward(model):
     with torch.no_grad():
         cache = KVCache()
         for j in range(k):
-            model(clean[:, j * FPC:(j + 1) * FPC], 0.0, cond, kv_cache=cache, write_cache=True)
+            model(clean[:, j * FPC : (j + 1) * FPC], 0.0, cond, kv_cache=cache, write_cache=True)
         t_chunk = torch.tensor([[833.3, 833.3], [625.0, 625.0]])
         cached = model(noisy, t_chunk, cond, kv_cache=cache)
         sequence = torch.cat([clean[:, : k * FPC], noisy], dim=1)
         t_full = torch.cat([torch.zeros(B, k * FPC), t_chunk], dim=1)
         full = model(sequence, t_full, cond)
-    assert (cached - full[:, k * FPC:]).abs().max() < 1e-5
+    assert (cached - full[:, k * FPC :]).abs().max() < 1e-5
 
 
 def test_denoising_forward_does_not_grow_the_cache(model):
@@ -74,7 +76,7 @@ def test_denoising_forward_does_not_grow_the_cache(model):
     with torch.no_grad():
         model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
         keys_before = cache.read(0)[0].clone()
-        model(x[:, FPC:2 * FPC], t[:, FPC:2 * FPC], cond, kv_cache=cache)
+        model(x[:, FPC : 2 * FPC], t[:, FPC : 2 * FPC], cond, kv_cache=cache)
     assert cache.num_frames == FPC
     assert torch.equal(cache.read(0)[0], keys_before)
     assert cache.read(0)[0].shape == (B, 2, FPC * 16, 16)  # [B, heads, tokens, head_dim]
@@ -98,7 +100,7 @@ def test_cache_copy_branches_independently(model):
     with torch.no_grad():
         model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
         branch = cache.copy()
-        model(x[:, FPC:2 * FPC], 0.0, cond, kv_cache=branch, write_cache=True)
+        model(x[:, FPC : 2 * FPC], 0.0, cond, kv_cache=branch, write_cache=True)
     assert (cache.num_frames, branch.num_frames) == (FPC, 2 * FPC)
     assert cache.read(0)[0].shape[2] == FPC * 16 and branch.read(0)[0].shape[2] == 2 * FPC * 16
 
@@ -201,11 +203,13 @@ def test_presets_and_parameter_count():
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"height": 18}, "height=18 is not divisible by patch_size=4"),
-     ({"width": 16, "patch_size": 5}, "not divisible by patch_size=5"),
-     ({"dim": 30, "heads": 4}, "dim=30 is not divisible by heads=4"),
-     ({"depth": 0}, "depth must be >= 1"),
-     ({"pad_id": 64}, "pad_id=64")],
+    [
+        ({"height": 18}, "height=18 is not divisible by patch_size=4"),
+        ({"width": 16, "patch_size": 5}, "not divisible by patch_size=5"),
+        ({"dim": 30, "heads": 4}, "dim=30 is not divisible by heads=4"),
+        ({"depth": 0}, "depth must be >= 1"),
+        ({"pad_id": 64}, "pad_id=64"),
+    ],
 )
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):

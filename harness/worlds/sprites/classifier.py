@@ -49,7 +49,7 @@ class SpritesClassifier(nn.Module):
             nn.Conv2d(3 * frames, width, 3, stride=2, padding=1), nn.GroupNorm(4, width), nn.GELU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * width), nn.GELU(),
             nn.Conv2d(2 * width, feature_dim, 3, stride=2, padding=1), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
         )
         self.head = nn.Linear(feature_dim, sum(HEADS.values()))
 

@@ -61,6 +61,7 @@ class FlowRecipe:
     timestep_sampling: str = "logit_normal"  # see TIMESTEP_SAMPLERS
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    precision: str = "fp32"  # "bf16": CPU autocast, about 3x the fp32 matmul rate on AVX512-BF16 cores
     seed: int = 0
 
     def validate(self) -> None:
@@ -69,6 +70,8 @@ class FlowRecipe:
         if self.timestep_sampling not in TIMESTEP_SAMPLERS:
             raise ConfigError(f"recipe timestep_sampling '{self.timestep_sampling}' is unknown; choose one of "
                               f"{sorted(TIMESTEP_SAMPLERS)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"recipe precision '{self.precision}' is unknown; choose fp32 or bf16")
         if not 0.0 <= self.cfg_dropout < 1.0 or not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError("recipe cfg_dropout and ema_decay must be in [0, 1)")
 
@@ -143,8 +146,9 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
         cond = torch.where(drop[:, None], null, ids)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(x0.shape[0], x0.shape[1], fpc, recipe, gen)
-        v = model(add_noise(x0, noise, sigma), sigma * 1000.0, cond, causal=causal)
-        loss = (v - flow_target(x0, noise)).square().mean()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+            v = model(add_noise(x0, noise, sigma), sigma * 1000.0, cond, causal=causal)
+        loss = (v.float() - flow_target(x0, noise)).square().mean()
         if not torch.isfinite(loss):
             from harness.errors import TrainingDiverged
 
@@ -155,7 +159,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
         opt.step()
         sched.step()
         ema_update(ema, model, recipe.ema_decay, step)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, recipe.steps)
     seconds = time.perf_counter() - started

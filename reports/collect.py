@@ -1,0 +1,233 @@
+"""Run folders → one pandas DataFrame per study (one row per run), plus what was wrong with them.
+
+The run store is the single source of truth: this module only reads ``study.json``, each run's
+``config.yaml``, ``status.json`` and ``result.json``, and the stage ``metrics.jsonl`` of the trained
+generators. Problems (a failed run, a run of another study in the folder, a metric a run lacks) never
+stop a report: they are collected as one-line messages that the report prints, and the rows are
+built from what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.store import COMPLETE, RUNNING, STUDY_MANIFEST, RunDir, RunStore
+
+STAGES_DIRNAME = ".stages"
+MISSING_LABEL = "—"
+
+# Row identity of the paper's tables, and result fields that describe a run rather than score it.
+ROW_KEYS = ("method", "steps", "nfe")
+DESCRIPTIVE = {"schedule", "method", "generator", "nfe"}
+SCORE_KEYS = ("total", "quality", "semantic")
+LOWER_IS_BETTER = {"fd", "fid", "fvd", "kid", "latency_s"}
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """How one metric is shown: label, group, display scale and which direction is better."""
+
+    key: str
+    label: str
+    group: str  # "score", "quality", "semantic", "other" or "speed"
+    scale: float = 1.0
+    higher_is_better: bool = True
+
+
+@dataclass
+class StudyData:
+    """Everything a report needs to know about one study's run folders."""
+
+    name: str
+    folder: Path
+    manifest: dict[str, Any]
+    runs: pd.DataFrame
+    columns: list[MetricColumn]
+    problems: list[str] = field(default_factory=list)
+    stages_dir: Path | None = None
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        """Complete runs of this study, in the manifest's order."""
+        return self.runs[self.runs["state"] == COMPLETE]
+
+
+def _known_dimensions() -> dict[str, str]:
+    """Dimension key → group (quality/semantic), from every evaluator's scoring table the harness ships."""
+    from harness.evaluation.vbench import VBENCH_KEYS, VBENCH
+    from harness.worlds.sprites.scoring import SCORING_TABLE
+
+    groups = {key: VBENCH.dimension(key).group for key in VBENCH_KEYS}
+    groups.update({key: scale.group for key, scale in SCORING_TABLE.items()})
+    return groups
+
+
+def metric_column(key: str, dimensions: dict[str, str]) -> MetricColumn:
+    """The display rule for ``key``: raw dimension fractions are shown as percentages."""
+    label = key.replace("_", " ").capitalize()
+    if key in SCORE_KEYS:
+        return MetricColumn(key, key.capitalize(), "score")
+    if key in dimensions:
+        return MetricColumn(key, label, dimensions[key], scale=100.0)
+    lower = key in LOWER_IS_BETTER or key.endswith("_distance")
+    if key == "latency_s":
+        return MetricColumn(key, "Latency (s)", "speed", higher_is_better=False)
+    return MetricColumn(key, key.upper() if len(key) <= 3 else label, "other", higher_is_better=not lower)
+
+
+def order_columns(keys: list[str]) -> list[MetricColumn]:
+    """Scores first, then Quality and Semantic dimensions, other metrics, latency last."""
+    dims = _known_dimensions()
+    rank = {"score": 0, "quality": 1, "semantic": 2, "other": 3, "speed": 4}
+    columns = [metric_column(k, dims) for k in keys]
+    return sorted(columns, key=lambda c: (rank[c.group], SCORE_KEYS.index(c.key) if c.key in SCORE_KEYS else 0))
+
+
+def find_studies(runs_dir: Path) -> list[Path]:
+    """Study folders: ``runs_dir`` itself when it holds ``study.json``, else its subfolders that do."""
+    if not runs_dir.is_dir():
+        raise ConfigError(f"{runs_dir}: no such runs folder")
+    if (runs_dir / STUDY_MANIFEST).exists():
+        return [runs_dir]
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / STUDY_MANIFEST).exists())
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / STUDY_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{folder.name}/{STUDY_MANIFEST}: unreadable ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{folder.name}/{STUDY_MANIFEST}: must be a JSON object")
+    return data
+
+
+def _state(run_dir: RunDir) -> tuple[str, str | None, Any]:
+    status = run_dir.read_status()
+    state = status.get("state", "pending")
+    if state == RUNNING and run_dir.is_stale():
+        state = "stale"
+    return state, status.get("reason"), status.get("seconds")
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -> dict[str, Any]:
+    """One run as a flat row: identity, state, and every numeric metric of its result."""
+    cfg = run_dir.read_config() or {}
+    entry = entries.get(run_dir.hash, {})
+    labels = cfg.get("labels") or entry.get("labels") or {}
+    state, reason, seconds = _state(run_dir)
+    result = (run_dir.read_result() or {}) if state == COMPLETE else {}
+    metrics = result.get("metrics") or {}
+    nfe = metrics.get("nfe")
+    row = {
+        "hash": run_dir.hash, "study": cfg.get("study"), "order": order.get(run_dir.hash, len(order)),
+        "method": str(labels.get("variant") or metrics.get("method") or "/".join(map(str, labels.values()))
+                      or run_dir.hash),
+        "steps": str(metrics.get("schedule") or labels.get("steps") or MISSING_LABEL),
+        "nfe": float(nfe) if _numeric(nfe) else math.nan,
+        "seed": cfg.get("seed", entry.get("seed")), "state": state, "reason": reason, "seconds": seconds,
+        "generator": metrics.get("generator"), "has_result": bool(result),
+        "samples_dir": str(run_dir.samples_dir),
+    }
+    for key, value in metrics.items():
+        if key not in DESCRIPTIVE and _numeric(value):
+            row[f"m:{key}"] = float(value)
+    return row
+
+
+def _describe(row: dict[str, Any]) -> str:
+    return f"{row['method']} {row['steps']} seed {row['seed']}"
+
+
+def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
+    """Read one study folder; problems are recorded, never raised (bad manifests aside)."""
+    manifest = _read_manifest(folder)
+    name = str(manifest.get("study") or folder.name)
+    entries = {r.get("hash"): r for r in manifest.get("runs", []) if isinstance(r, dict)}
+    order = {h: i for i, h in enumerate(entries)}
+    rows, problems = [], []
+    for run_dir in RunStore(folder.parent, folder.name).runs():
+        row = _run_row(run_dir, order, entries)
+        where = f"{name}/{row['hash']} ({_describe(row)})"
+        if row["study"] not in (None, name):
+            problems.append(f"{where}: config.yaml names study '{row['study']}', not '{name}'; "
+                            "left out of this study's report")
+            continue
+        if row["state"] == COMPLETE and not row["has_result"]:
+            problems.append(f"{where}: complete but result.json is missing or has no metrics; left out")
+            row["state"] = "no result"
+        elif row["state"] != COMPLETE:
+            reason = f": {row['reason']}" if row["reason"] else ""
+            problems.append(f"{where}: {row['state']}{reason}; left out of the tables")
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        runs = pd.DataFrame(columns=["hash", "study", "order", "method", "steps", "nfe", "seed", "state"])
+    runs = runs.sort_values(["order", "hash"], kind="stable").reset_index(drop=True)
+    metric_keys = [c[2:] for c in runs.columns if c.startswith("m:")]
+    problems += _missing_metric_problems(name, runs, metric_keys)
+    if not (runs["state"] == COMPLETE).any():
+        problems.insert(0, f"{name}: no complete runs yet ({len(runs)} run folders); the tables are empty")
+    return StudyData(name, folder, manifest, runs, order_columns(metric_keys), problems,
+                     stages_dir if stages_dir is not None else folder.parent / STAGES_DIRNAME)
+
+
+def _missing_metric_problems(name: str, runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """One message per complete run that lacks a metric other complete runs report."""
+    problems = []
+    complete = runs[runs["state"] == COMPLETE]
+    for _, row in complete.iterrows():
+        missing = [k for k in keys if pd.isna(row.get(f"m:{k}"))]
+        if missing:
+            problems.append(f"{name}/{row['hash']} ({_describe(row)}): result.json has no "
+                            f"{', '.join(repr(k) for k in missing)}; those cells use fewer seeds (marked †)")
+    return problems
+
+
+def load_curves(study: StudyData) -> pd.DataFrame:
+    """Training curves of every trained generator: one row per (method, seed, step, loss term).
+
+    A generator trained once is shared by the runs that sample it with different schedules, so each
+    (method, generator) pair is read once. Reference rows have no generator and no curves.
+    """
+    columns = ["method", "seed", "generator", "step", "term", "value"]
+    if study.stages_dir is None or study.complete.empty:
+        return pd.DataFrame(columns=columns)
+    records = []
+    pairs = study.complete.dropna(subset=["generator"]).drop_duplicates(["method", "generator"])
+    for _, run in pairs.iterrows():
+        path = study.stages_dir / str(run["generator"]) / "metrics.jsonl"
+        for line in _jsonl(path, study.problems, f"{study.name}: curves of {run['generator']}"):
+            step = line.get("step")
+            for term, value in line.items():
+                if term != "step" and _numeric(value) and _numeric(step):
+                    records.append((run["method"], run["seed"], run["generator"], int(step), term, float(value)))
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _jsonl(path: Path, problems: list[str], where: str) -> list[dict]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        problems.append(f"{where}: no metrics.jsonl in the stage cache; no curve drawn")
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line of a run killed mid-write
+        if isinstance(value, dict):
+            rows.append(value)
+    return rows

@@ -1,0 +1,290 @@
+"""The paper's tables from a study's runs: one row per (method, steps, NFE), mean ± 95% CI over seeds.
+
+Intervals are Student-t intervals over seeds, computed here without SciPy: for an integer number of
+degrees of freedom the t distribution's two-sided mass has a closed form (a finite trigonometric
+series), which bisection inverts. Differences between two rows use Welch's interval with its degrees
+of freedom rounded down, which only widens it.
+
+The best value of each column is bold in every format; reference rows (teacher, real data: rows with
+no distilled generator) are shown but never bold, as in the paper.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .collect import MISSING_LABEL, MetricColumn, StudyData
+
+CONFIDENCE = 0.95
+PARTIAL_MARK = "†"
+
+
+# -- statistics ------------------------------------------------------------------------------------
+def t_two_sided_mass(t: float, df: int) -> float:
+    """P(|T| ≤ t) for Student's t with integer ``df`` (closed form, exact to float precision)."""
+    theta = math.atan(abs(t) / math.sqrt(df))
+    sin, cos = math.sin(theta), math.cos(theta)
+    if df % 2 == 1:
+        series, term = 0.0, cos if df > 1 else 0.0
+        for k in range(1, (df - 1) // 2 + 1):
+            series += term
+            term *= cos * cos * (2 * k) / (2 * k + 1)
+        return 2.0 / math.pi * (theta + sin * series)
+    series, term = 0.0, 1.0
+    for k in range(1, df // 2 + 1):
+        series += term
+        term *= cos * cos * (2 * k - 1) / (2 * k)
+    return sin * series
+
+
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """Half-width multiplier of a two-sided ``confidence`` t-interval with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"t interval needs df >= 1, got {df}")
+    low, high = 0.0, 1.0
+    while t_two_sided_mass(high, df) < confidence:
+        high *= 2.0
+    for _ in range(80):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if t_two_sided_mass(mid, df) < confidence else (low, mid)
+    return 0.5 * (low + high)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with the half-width of its confidence interval (NaN when fewer than two values)."""
+
+    mean: float
+    half_width: float
+    n: int
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
+    """Mean and t-interval of the finite ``values``; None when there are none."""
+    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if data.size == 0:
+        return None
+    if data.size == 1:
+        return Estimate(float(data[0]), math.nan, 1)
+    half = t_quantile(data.size - 1, confidence) * data.std(ddof=1) / math.sqrt(data.size)
+    return Estimate(float(data.mean()), float(half), int(data.size))
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
+    """mean(a) − mean(b) with Welch's t-interval (df rounded down); None when either side is empty."""
+    xa, xb = (np.asarray([v for v in s if math.isfinite(v)], np.float64) for s in (a, b))
+    if xa.size == 0 or xb.size == 0:
+        return None
+    diff = float(xa.mean() - xb.mean())
+    if xa.size < 2 or xb.size < 2:
+        return Estimate(diff, math.nan, min(xa.size, xb.size))
+    va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return Estimate(diff, 0.0, min(xa.size, xb.size))
+    df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
+    return Estimate(diff, t_quantile(max(1, int(math.floor(df))), confidence) * se, min(xa.size, xb.size))
+
+
+# -- the table -------------------------------------------------------------------------------------
+@dataclass
+class TableRow:
+    """One (method, steps, NFE) row: per metric, the seeds' values and their estimate."""
+
+    method: str
+    steps: str
+    nfe: float
+    n: int
+    reference: bool
+    values: dict[str, list[float]] = field(default_factory=dict)
+    cells: dict[str, Estimate | None] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} · {self.steps}"
+
+    @property
+    def nfe_text(self) -> str:
+        return MISSING_LABEL if math.isnan(self.nfe) else f"{self.nfe:g}"
+
+    def partial(self, key: str) -> bool:
+        cell = self.cells.get(key)
+        return cell is not None and cell.n < self.n
+
+
+@dataclass
+class ResultTable:
+    study: str
+    rows: list[TableRow]
+    columns: list[MetricColumn]
+    confidence: float = CONFIDENCE
+
+    def decimals(self, column: MetricColumn) -> int:
+        means = [abs(r.cells[column.key].mean) * column.scale for r in self.rows if r.cells.get(column.key)]
+        return 2 if means and max(means) >= 1.0 else 3
+
+    def best(self, column: MetricColumn) -> set[int]:
+        """Indices of the non-reference rows whose shown mean is the best of the column."""
+        digits = self.decimals(column)
+        shown = {i: round(r.cells[column.key].mean * column.scale, digits)
+                 for i, r in enumerate(self.rows) if not r.reference and r.cells.get(column.key)}
+        if not shown:
+            return set()
+        target = max(shown.values()) if column.higher_is_better else min(shown.values())
+        return {i for i, v in shown.items() if v == target}
+
+    def cell_text(self, row: TableRow, column: MetricColumn, pm: str = "±") -> str:
+        cell = row.cells.get(column.key)
+        if cell is None:
+            return MISSING_LABEL
+        digits = self.decimals(column)
+        text = f"{cell.mean * column.scale:.{digits}f}"
+        if not math.isnan(cell.half_width):
+            text += f" {pm} {cell.half_width * column.scale:.{digits}f}"
+        return text + (PARTIAL_MARK if row.partial(column.key) else "")
+
+
+def build_table(study: StudyData, confidence: float = CONFIDENCE) -> ResultTable:
+    """Group the complete runs by (method, steps) in the study's run order and estimate every cell."""
+    runs = study.complete
+    rows = []
+    for (method, steps), group in runs.groupby(["method", "steps"], sort=False):
+        nfe = group["nfe"].dropna()
+        row = TableRow(str(method), str(steps), float(nfe.iloc[0]) if len(nfe) else math.nan, len(group),
+                       reference=group["generator"].isna().all() if "generator" in group else True)
+        for column in study.columns:
+            series = group.get(f"m:{column.key}")
+            row.values[column.key] = [] if series is None else [float(v) for v in series.dropna()]
+            row.cells[column.key] = estimate(row.values[column.key], confidence)
+        rows.append((group["order"].min(), row))
+    rows.sort(key=lambda pair: pair[0])
+    return ResultTable(study.name, [r for _, r in rows], list(study.columns), confidence)
+
+
+def legend(table: ResultTable) -> str:
+    pct = int(round(table.confidence * 100))
+    return (f"Mean ± {pct}% CI half-width over seeds (Student t); n = seeds with a complete run; "
+            f"dimensions in %; {PARTIAL_MARK} = fewer seeds than n; {MISSING_LABEL} = missing; "
+            "bold = best non-reference row (lowest for FD and latency).")
+
+
+def to_frame(table: ResultTable) -> pd.DataFrame:
+    """Numbers as shown (scaled): Method, Steps, NFE, n, then per metric its mean and CI half-width."""
+    records = []
+    for row in table.rows:
+        record = {"Method": row.method, "Steps": row.steps, "NFE": row.nfe, "n": row.n}
+        for column in table.columns:
+            cell = row.cells.get(column.key)
+            record[column.label] = cell.mean * column.scale if cell else math.nan
+            record[f"{column.label} ±"] = cell.half_width * column.scale if cell else math.nan
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+# -- renderers -------------------------------------------------------------------------------------
+def to_markdown(table: ResultTable) -> str:
+    head = ["Method", "Steps", "NFE", "n"] + [c.label for c in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--", ":-:", "--:", "--:"] +
+                                                            ["--:"] * len(table.columns)) + "|"]
+    best = {c.key: table.best(c) for c in table.columns}
+    for i, row in enumerate(table.rows):
+        cells = [row.method, row.steps, row.nfe_text, str(row.n)]
+        for column in table.columns:
+            text = table.cell_text(row, column)
+            cells.append(f"**{text}**" if i in best[column.key] else text)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines + ["", legend(table), ""])
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "†": r"$^\dagger$", "—": "---", "±": r"$\pm$", "·": r"$\cdot$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _group_spans(columns: list[MetricColumn]) -> list[tuple[str, int]]:
+    spans: list[tuple[str, int]] = []
+    for column in columns:
+        if spans and spans[-1][0] == column.group:
+            spans[-1] = (column.group, spans[-1][1] + 1)
+        else:
+            spans.append((column.group, 1))
+    return spans
+
+
+GROUP_TITLES = {"score": "Scores", "quality": "Quality dimensions (%)", "semantic": "Semantic dimensions (%)",
+                "other": "Distribution", "speed": "Speed"}
+
+
+def to_latex(table: ResultTable) -> str:
+    """A booktabs tabular (needs ``\\usepackage{booktabs}``), best value per column in bold."""
+    out = [f"% {latex_escape(legend(table))}", r"\begin{tabular}{llrr" + "r" * len(table.columns) + "}",
+           r"\toprule"]
+    spans, start, groups, rules = _group_spans(table.columns), 5, [r"\multicolumn{4}{c}{}"], []
+    for group, width in spans:
+        groups.append(rf"\multicolumn{{{width}}}{{c}}{{{GROUP_TITLES[group]}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
+    out += [" & ".join(groups) + r" \\", " ".join(rules)]
+    out.append(" & ".join(["Method", "Steps", "NFE", "$n$"] + [latex_escape(c.label) for c in table.columns])
+               + r" \\")
+    out.append(r"\midrule")
+    best = {c.key: table.best(c) for c in table.columns}
+    for i, row in enumerate(table.rows):
+        cells = [latex_escape(row.method), latex_escape(row.steps), latex_escape(row.nfe_text), str(row.n)]
+        for column in table.columns:
+            text = latex_escape(table.cell_text(row, column))
+            cells.append(rf"\textbf{{{text}}}" if i in best[column.key] else text)
+        out.append(" & ".join(cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def to_html(table: ResultTable) -> str:
+    """An HTML ``<table>`` with a group header row; reference rows in italics."""
+    spans = _group_spans(table.columns)
+    head1 = '<th colspan="4"></th>' + "".join(
+        f'<th colspan="{w}">{html.escape(GROUP_TITLES[g])}</th>' for g, w in spans)
+    head2 = "".join(f"<th>{html.escape(h)}</th>" for h in ["Method", "Steps", "NFE", "n"] +
+                    [c.label for c in table.columns])
+    best = {c.key: table.best(c) for c in table.columns}
+    body = []
+    for i, row in enumerate(table.rows):
+        cells = [f"<td>{html.escape(v)}</td>" for v in (row.method, row.steps, row.nfe_text, str(row.n))]
+        for column in table.columns:
+            text = html.escape(table.cell_text(row, column))
+            cells.append(f"<td><strong>{text}</strong></td>" if i in best[column.key] else f"<td>{text}</td>")
+        css = ' class="reference"' if row.reference else ""
+        body.append(f"<tr{css}>{''.join(cells)}</tr>")
+    return (f'<table class="results"><caption>{html.escape(legend(table))}</caption>'
+            f"<thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def write_tables(table: ResultTable, out_dir: Path) -> dict[str, Path]:
+    """``table.md``, ``table.tex``, ``table.html`` and ``table.csv`` (numbers as shown) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / "table.md", "latex": out_dir / "table.tex", "html": out_dir / "table.html",
+             "csv": out_dir / "table.csv"}
+    paths["markdown"].write_text(to_markdown(table), encoding="utf-8")
+    paths["latex"].write_text(to_latex(table), encoding="utf-8")
+    paths["html"].write_text(to_html(table), encoding="utf-8")
+    to_frame(table).to_csv(paths["csv"], index=False)
+    return paths
