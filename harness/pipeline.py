@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from .checkpoints import CheckpointStore
 from .errors import TrainingDiverged
@@ -21,6 +21,15 @@ from .store import RunDir
 from .tracking import Tracker
 
 ProgressSink = Callable[[dict[str, Any]], None]
+Reporter = Callable[[float, int], bool]  # (value, step) -> should the run stop now?
+
+
+class RunPruned(Exception):
+    """Raised by :meth:`RunContext.report` when a sweep decides this run is not worth finishing."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"pruned at step {step} (reported value {value:.6g})")
+        self.step, self.value = step, value
 
 
 class Pipeline(ABC):
@@ -31,6 +40,13 @@ class Pipeline(ABC):
     """
 
     headline: str | None = None
+    # Names of the metrics ``run`` returns, when they are known before running: sweeps check their
+    # objectives against them so a typo fails before any trial. None means "not declared".
+    produces: ClassVar[tuple[str, ...] | None] = None
+
+    def metric_names(self) -> set[str] | None:
+        """The metric names ``run`` will return, or None when unknown (override if they depend on config)."""
+        return set(self.produces) if self.produces is not None else None
 
     @abstractmethod
     def run(self, ctx: "RunContext") -> Mapping[str, Any]:
@@ -48,6 +64,7 @@ class RunContext:
     stages: StageCache
     tracker: Tracker
     progress_sink: ProgressSink | None = None
+    reporter: Reporter | None = None  # set by sweeps; None outside them
     checkpoints: CheckpointStore = field(init=False)
     _last_step: int = field(default=-1, init=False)
 
@@ -84,3 +101,12 @@ class RunContext:
         """Report where the run is; shown by the study's progress display."""
         if self.progress_sink is not None:
             self.progress_sink({"run": self.run_dir.hash, "stage": stage, "step": step, "total": total})
+
+    def report(self, value: float, step: int) -> None:
+        """Report an intermediate evaluation; under a sweep's pruner this may stop the run.
+
+        A no-op outside sweeps. Raises :class:`RunPruned` when the sweep's pruner says stop; the
+        engine records the run as failed with a ``pruned at step N`` reason (resumable later).
+        """
+        if self.reporter is not None and self.reporter(float(value), int(step)):
+            raise RunPruned(int(step), float(value))

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from .atomic import atomic_write_json, atomic_write_text
 from .errors import HarnessError
-from .pipeline import Pipeline, RunContext
+from .pipeline import Pipeline, Reporter, RunContext, RunPruned
 from .provenance import collect, utc_now
 from .stages import StageCache
 from .store import COMPLETE, FAILED, HEARTBEAT_INTERVAL_S, RUNNING, RunDir, RunStore
@@ -28,6 +28,7 @@ ProgressSink = Callable[[dict[str, Any]], None]
 # Outcome states beyond the stored ones.
 CACHED = "cached"  # complete before this invocation: nothing recomputed
 BUSY = "busy"  # another process holds the run right now
+PRUNED = "pruned"  # stopped by a sweep's pruner; stored as failed with reason "pruned at step N ..."
 
 
 @dataclass
@@ -113,8 +114,11 @@ def _json_metrics(metrics: Mapping[str, Any], run: str) -> dict[str, Any]:
     return out
 
 
-def execute_run(job: RunJob, progress: ProgressSink | None = None) -> RunOutcome:
-    """Execute one run unless it is complete already or another process holds it."""
+def execute_run(job: RunJob, progress: ProgressSink | None = None, reporter: Reporter | None = None) -> RunOutcome:
+    """Execute one run unless it is complete already or another process holds it.
+
+    ``reporter`` is a sweep's pruning hook, handed to the pipeline as ``ctx.report``.
+    """
     spec = job.spec
     run_dir = RunStore(job.runs_root, spec.study).run(spec.short)
     run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -130,12 +134,13 @@ def execute_run(job: RunJob, progress: ProgressSink | None = None) -> RunOutcome
         if job.force:
             run_dir.clear()
             status = {}
-        return _execute_locked(job, run_dir, status, progress)
+        return _execute_locked(job, run_dir, status, progress, reporter)
     finally:
         lock.release()
 
 
-def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: ProgressSink | None) -> RunOutcome:
+def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: ProgressSink | None,
+                    reporter: Reporter | None = None) -> RunOutcome:
     spec = job.spec
     started, t0 = utc_now(), time.time()
     attempts = int(previous.get("attempts", 0)) + 1
@@ -152,7 +157,8 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     try:
         pipeline: Pipeline = instantiate_plugin(spec.config["pipeline"], Pipeline, f"run {spec.name}", "pipeline")
         ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"], run_dir=run_dir, stages=StageCache(job.cache_root),
-                         tracker=tracker, progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}))
+                         tracker=tracker, progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}),
+                         reporter=reporter)
         steps = ctx.checkpoints.steps()
         if steps:
             resumed_from = steps[-1]
@@ -162,6 +168,11 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
         metrics = _json_metrics(pipeline.run(ctx), spec.name)
     except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, and the study goes on
         monitor.stop()
+        if isinstance(exc, RunPruned):  # not an error: the sweep chose to stop it; resumable like any run
+            monitor.status(FAILED, reason=str(exc), pruned_step=exc.step, ended=utc_now(),
+                           seconds=round(time.time() - t0, 3))
+            tracker.finish(FAILED)
+            return RunOutcome(spec.hash, spec.name, PRUNED, time.time() - t0, str(exc), resumed_from=resumed_from)
         reason = _one_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
         atomic_write_text(run_dir.path / "error.log", "".join(traceback.format_exception(exc)))
         monitor.status(FAILED, reason=reason, ended=utc_now(), seconds=round(time.time() - t0, 3))

@@ -1,4 +1,4 @@
-"""The one causal sampler: chunk by chunk with the KV cache, any :class:`StepSchedule` (Self Forcing inference).
+"""The one causal sampler: chunk by chunk with the KV cache, any step schedule (Self Forcing inference).
 
 Per chunk the generator denoises fresh noise at the schedule's (warped) timesteps of that chunk: each
 step predicts ``x̂0 = x_t − σ·v`` and, except at the last step, re-noises x̂0 to the next timestep —
@@ -44,8 +44,9 @@ class NoiseSource:
             generator.manual_seed(0 if seed is None else int(seed))
         self.generator = generator
 
-    def normal(self, shape: Sequence[int], device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def normal(
+        self, shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         return torch.randn(tuple(shape), generator=self.generator, dtype=dtype).to(device)
 
     def uniform(self, shape: Sequence[int]) -> torch.Tensor:
@@ -71,14 +72,16 @@ class NoiseSource:
 Renoise = Callable[[torch.Tensor, torch.Tensor, float, float, NoiseSource], torch.Tensor]
 
 
-def _renoise_sde(x0: torch.Tensor, x_t: torch.Tensor, sigma: float, sigma_next: float,
-                 noise: NoiseSource) -> torch.Tensor:
+def _renoise_sde(
+    x0: torch.Tensor, x_t: torch.Tensor, sigma: float, sigma_next: float, noise: NoiseSource
+) -> torch.Tensor:
     """Fresh noise: ``(1 − σ')·x̂0 + σ'·ε`` (Self Forcing's few-step sampler)."""
     return add_noise(x0, noise.normal(x0.shape, x0.device, x0.dtype), sigma_next)
 
 
-def _renoise_ode(x0: torch.Tensor, x_t: torch.Tensor, sigma: float, sigma_next: float,
-                 noise: NoiseSource) -> torch.Tensor:
+def _renoise_ode(
+    x0: torch.Tensor, x_t: torch.Tensor, sigma: float, sigma_next: float, noise: NoiseSource
+) -> torch.Tensor:
     """The noise x_t and x̂0 imply; equals one Euler step ``x_t + (σ' − σ)·v``."""
     return add_noise(x0, noise_from_x0(x_t, x0, sigma), sigma_next)
 
@@ -106,8 +109,15 @@ class Rollout:
     trace: X0Trace | None = None
 
 
-def predict_x0(model: nn.Module, x_t: torch.Tensor, timestep: float | torch.Tensor, cond: torch.Tensor, *,
-               kv_cache: KVCache | None = None, causal: bool = True) -> torch.Tensor:
+def predict_x0(
+    model: nn.Module,
+    x_t: torch.Tensor,
+    timestep: float | torch.Tensor,
+    cond: torch.Tensor,
+    *,
+    kv_cache: KVCache | None = None,
+    causal: bool = True,
+) -> torch.Tensor:
     """The model's x̂0 for ``x_t`` at network timestep ``timestep`` (scalar, [B] or [B, F])."""
     v = model(x_t, timestep, cond, kv_cache=kv_cache, causal=causal)
     sigma = sigma_from_timestep(torch.as_tensor(timestep, dtype=torch.float64, device=x_t.device))
@@ -120,9 +130,18 @@ def write_context(model: nn.Module, clean_chunk: torch.Tensor, cond: torch.Tenso
         model(clean_chunk.detach(), 0.0, cond, kv_cache=cache, causal=True, write_cache=True)
 
 
-def _denoise_chunk(model: nn.Module, x: torch.Tensor, timesteps: list[float], exit_index: int, cond: torch.Tensor,
-                   cache: KVCache, noise: NoiseSource, renoise: Renoise, grad: bool,
-                   record: Callable[[torch.Tensor], None] | None) -> torch.Tensor:
+def _denoise_chunk(
+    model: nn.Module,
+    x: torch.Tensor,
+    timesteps: list[float],
+    exit_index: int,
+    cond: torch.Tensor,
+    cache: KVCache,
+    noise: NoiseSource,
+    renoise: Renoise,
+    grad: bool,
+    record: Callable[[torch.Tensor], None] | None,
+) -> torch.Tensor:
     """Steps 0..exit_index of one chunk; only the exit forward may carry gradient."""
     for i in range(exit_index + 1):
         with torch.set_grad_enabled(grad and i == exit_index):
@@ -162,7 +181,9 @@ def causal_rollout(
         timesteps = schedule.timesteps_for_chunk(c)
         last = len(timesteps) - 1
         exit_index = last if exit_step is None else min(int(exit_step), last)
-        x = chunk_noise[c].normal((batch, shape.frames_per_chunk, shape.channels, shape.height, shape.width), device)
+        x = chunk_noise[c].normal(
+            (batch, shape.frames_per_chunk, shape.channels, shape.height, shape.width), device
+        )
         record = (lambda x0, c=c: recorder.record(c, x0)) if recorder is not None else None
         x0 = _denoise_chunk(model, x, timesteps, exit_index, cond, cache, chunk_noise[c], rule, grad, record)
         write_context(model, x0, cond, cache)
@@ -187,8 +208,16 @@ def dense_schedule(steps: int, *, shift: float = 5.0) -> StepSchedule:
     return StepSchedule(tuple(1000.0 * (1 - k / steps) for k in range(steps)), None, shift, f"dense{steps}")
 
 
-def sample_causal(world: Any, generator: nn.Module, prompts: list[str], schedule: StepSchedule | str | int,
-                  seed: int, *, trace: bool = False, renoise: str = "sde") -> Any:
+def sample_causal(
+    world: Any,
+    generator: nn.Module,
+    prompts: list[str],
+    schedule: StepSchedule | str | int,
+    seed: int,
+    *,
+    trace: bool = False,
+    renoise: str = "sde",
+) -> Any:
     """Videos for ``prompts`` with the shared sampler; returns :class:`methods.base.Samples`."""
     from methods.base import Samples
 
@@ -200,8 +229,9 @@ def sample_causal(world: Any, generator: nn.Module, prompts: list[str], schedule
     try:
         with torch.no_grad():
             cond = world.encode_prompts(prompts).to(device)
-            result = causal_rollout(generator, cond, shape, schedule, NoiseSource(seed), renoise=renoise,
-                                    trace=trace)
+            result = causal_rollout(
+                generator, cond, shape, schedule, NoiseSource(seed), renoise=renoise, trace=trace
+            )
     finally:
         generator.train(was_training)
     expected = schedule.nfe(shape.num_chunks)

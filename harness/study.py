@@ -43,6 +43,8 @@ class Study:
         allow_modules: Extra modules plugins may be imported from, besides the project's own.
         presets: Named overrides of this file, chosen with ``--preset``.
         description: Free text shown in reports.
+        sweep: An Optuna search over the pipeline's ``init_args`` for ``harness sweep``; parsed and
+            checked by :mod:`harness.sweep.schema` (``harness run`` ignores it).
     """
 
     def __init__(
@@ -56,10 +58,12 @@ class Study:
         allow_modules: list[str] = [],  # noqa: B006
         presets: dict[str, dict[str, Any]] = {},  # noqa: B006
         description: str = "",
+        sweep: dict[str, Any] | None = None,
     ):
         self.name, self.pipeline, self.seeds, self.grid = name, pipeline, seeds, grid
         self.tracker, self.executor, self.allow_modules = tracker, executor, allow_modules
         self.presets, self.description = presets, description
+        self.sweep = sweep
 
 
 @dataclass(frozen=True)

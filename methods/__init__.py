@@ -47,5 +47,17 @@ def build_method(name: str, **init_args: Any) -> Method:
     return METHODS[name](**init_args)
 
 
-__all__ = ["ASD", "DMD", "METHODS", "PRESETS", "Method", "Preset", "Samples", "SelfForcing", "TrainContext",
-           "build_method", "dmd_loss", "method_names"]
+__all__ = [
+    "ASD",
+    "DMD",
+    "METHODS",
+    "PRESETS",
+    "Method",
+    "Preset",
+    "Samples",
+    "SelfForcing",
+    "TrainContext",
+    "build_method",
+    "dmd_loss",
+    "method_names",
+]

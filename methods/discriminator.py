@@ -36,21 +36,34 @@ class RegisterReadout(nn.Module):
 class DiscriminatorHead(nn.Module):
     """Logits [B, num_logits] from the critic backbone's block outputs at ``layers``."""
 
-    def __init__(self, dim: int, heads: int, depth: int, num_logits: int, layers: Sequence[int] = (-1,),
-                 hidden: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        depth: int,
+        num_logits: int,
+        layers: Sequence[int] = (-1,),
+        hidden: int | None = None,
+    ) -> None:
         super().__init__()
         if not layers or any(not -depth <= layer < depth for layer in layers):
-            raise ConfigError(f"asd.feature_layers {list(layers)} must index blocks of a depth-{depth} backbone")
+            raise ConfigError(
+                f"asd.feature_layers {list(layers)} must index blocks of a depth-{depth} backbone"
+            )
         if num_logits < 1:
             raise ConfigError(f"discriminator needs at least one logit, got {num_logits}")
         self.layers = sorted({layer % depth for layer in layers})
         self.readouts = nn.ModuleList(RegisterReadout(dim, heads) for _ in self.layers)
         hidden = hidden or dim
-        self.mlp = nn.Sequential(nn.LayerNorm(dim * len(self.layers)), nn.Linear(dim * len(self.layers), hidden),
-                                 nn.SiLU(), nn.Linear(hidden, num_logits))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(dim * len(self.layers)),
+            nn.Linear(dim * len(self.layers), hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, num_logits),
+        )
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        taps = [readout(features[layer]) for readout, layer in zip(self.readouts, self.layers)]
+        taps = [readout(features[layer]) for readout, layer in zip(self.readouts, self.layers, strict=True)]
         return self.mlp(torch.cat(taps, dim=-1))
 
 
@@ -60,8 +73,9 @@ class Discriminator:
     def __init__(self, backbone: nn.Module, head: DiscriminatorHead, *, train_backbone: bool) -> None:
         self.backbone, self.head, self.train_backbone = backbone, head, train_backbone
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, n: int, *,
-                for_generator: bool = False) -> torch.Tensor:
+    def __call__(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, n: int, *, for_generator: bool = False
+    ) -> torch.Tensor:
         """Logit of D_n per sample [B]. For the discriminator's own loss the backbone is frozen unless
         ``train_backbone``; for the generator the graph always reaches ``x_t``."""
         keep_graph = for_generator or self.train_backbone

@@ -34,8 +34,15 @@ INFERENCE_MODES = ("uniform", "ffe")
 class ScoreRecipe:
     """Generator, critic and frozen teacher of one distillation, plus batches of prompts."""
 
-    def __init__(self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device,
-                 timesteps: ScoreTimesteps, batch_size: int) -> None:
+    def __init__(
+        self,
+        world: World,
+        teacher: nn.Module,
+        init: nn.Module,
+        device: torch.device,
+        timesteps: ScoreTimesteps,
+        batch_size: int,
+    ) -> None:
         self.world, self.batch_size, self.device = world, batch_size, device
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.generator: nn.Module = copy.deepcopy(init).to(device).train().requires_grad_(True)
@@ -61,9 +68,16 @@ class ScoreRecipe:
 class DistillationMethod(Method):
     """A method trained by the shared loop and sampled by the shared causal sampler."""
 
-    def __init__(self, *, train: TrainSettings, timesteps: ScoreTimesteps,
-                 step_list: tuple[float, ...] = DEFAULT_STEP_LIST, reading: str = "prefix",
-                 inference: str = "uniform", renoise: str = "sde") -> None:
+    def __init__(
+        self,
+        *,
+        train: TrainSettings,
+        timesteps: ScoreTimesteps,
+        step_list: tuple[float, ...] = DEFAULT_STEP_LIST,
+        reading: str = "prefix",
+        inference: str = "uniform",
+        renoise: str = "sde",
+    ) -> None:
         if inference not in INFERENCE_MODES:
             raise ConfigError(f"inference '{inference}' is unknown; choose one of {list(INFERENCE_MODES)}")
         if reading not in STEP_READINGS:
@@ -75,7 +89,9 @@ class DistillationMethod(Method):
         self.reading, self.inference, self.renoise = reading, inference, renoise
 
     @abstractmethod
-    def build_recipe(self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device) -> TrainingRecipe:
+    def build_recipe(
+        self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device
+    ) -> TrainingRecipe:
         """The models and the two steps this method trains with."""
 
     def distill(self, world: World, teacher: nn.Module, init: nn.Module, ctx: TrainContext) -> nn.Module:
@@ -92,9 +108,20 @@ class DistillationMethod(Method):
         if text.isdigit():
             make = StepSchedule.ffe if self.inference == "ffe" else StepSchedule.uniform
             return make(int(text), base=self.step_list, reading=self.reading, shift=self.timesteps.shift)
-        return StepSchedule.from_spec(text, base=self.step_list, reading=self.reading, shift=self.timesteps.shift)
+        return StepSchedule.from_spec(
+            text, base=self.step_list, reading=self.reading, shift=self.timesteps.shift
+        )
 
-    def sample(self, world: World, generator: nn.Module, prompts: list[str], schedule: Any, seed: int,
-               *, trace: bool = False) -> Samples:
-        return sample_causal(world, generator, prompts, self.schedule(schedule), seed, trace=trace,
-                             renoise=self.renoise)
+    def sample(
+        self,
+        world: World,
+        generator: nn.Module,
+        prompts: list[str],
+        schedule: Any,
+        seed: int,
+        *,
+        trace: bool = False,
+    ) -> Samples:
+        return sample_causal(
+            world, generator, prompts, self.schedule(schedule), seed, trace=trace, renoise=self.renoise
+        )

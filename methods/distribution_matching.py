@@ -35,7 +35,7 @@ def dmd_gradient(x: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) 
 
 
 def dmd_loss(x: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
-    """``0.5·mean((x − stopgrad(x − g))²)``: a scalar whose gradient with respect to x is ``g / x.numel()``."""
+    """``0.5·mean((x − stopgrad(x − g))²)``: a scalar whose gradient wrt x is ``g / x.numel()``."""
     g = dmd_gradient(x, x0_real, x0_fake)
     target = (x.detach().double() - g).detach()
     return (0.5 * F.mse_loss(x.double(), target)).to(x.dtype)
@@ -43,7 +43,7 @@ def dmd_loss(x: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> t
 
 @dataclass(frozen=True)
 class ScoreTimesteps:
-    """How the DMD / critic / discriminator noise level is drawn (Self Forcing defaults, reference_code §1.1)."""
+    """How the DMD / critic / discriminator noise level is drawn (Self Forcing defaults)."""
 
     shift: float = 5.0
     min_t: float = 20.0
@@ -51,12 +51,17 @@ class ScoreTimesteps:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_t < self.max_t <= 1000.0:
-            raise ConfigError(f"score timesteps need 0 <= min_t < max_t <= 1000, got [{self.min_t}, {self.max_t}]")
+            raise ConfigError(
+                f"score timesteps need 0 <= min_t < max_t <= 1000, got [{self.min_t}, {self.max_t}]"
+            )
 
     def sample(self, batch: int, noise: NoiseSource) -> torch.Tensor:
         """One network timestep per sample: shifted ``U[0, 1000)`` clamped to ``[min_t, max_t]``."""
         sigma = shift_sigma(noise.uniform((batch,)), self.shift)
         return (1000.0 * sigma).clamp(self.min_t, self.max_t).to(torch.float32)
+
+
+DEFAULT_TIMESTEPS = ScoreTimesteps()
 
 
 @dataclass
@@ -68,8 +73,9 @@ class NoisedSample:
     timestep: torch.Tensor  # [B]
 
 
-def noise_sample(x: torch.Tensor, timesteps: ScoreTimesteps, noise: NoiseSource,
-                 timestep: torch.Tensor | None = None) -> NoisedSample:
+def noise_sample(
+    x: torch.Tensor, timesteps: ScoreTimesteps, noise: NoiseSource, timestep: torch.Tensor | None = None
+) -> NoisedSample:
     """Ψ: noise ``x`` to a drawn (or given) timestep with fresh ε."""
     t = timesteps.sample(x.shape[0], noise) if timestep is None else timestep
     eps = noise.normal(x.shape, x.device, x.dtype)
@@ -80,23 +86,36 @@ def noise_sample(x: torch.Tensor, timesteps: ScoreTimesteps, noise: NoiseSource,
 class DistributionMatching:
     """The real score (teacher + CFG), the fake score (critic) and the two DMD losses built on them."""
 
-    def __init__(self, teacher: nn.Module, critic: nn.Module, guidance: Guidance,
-                 timesteps: ScoreTimesteps = ScoreTimesteps()) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module,
+        critic: nn.Module,
+        guidance: Guidance,
+        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
+    ) -> None:
         self.teacher, self.critic, self.guidance, self.timesteps = teacher, critic, guidance, timesteps
 
-    def real_x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
+    def real_x0(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
+    ) -> torch.Tensor:
         """Teacher x̂0 with CFG; cond and uncond share one batched forward when their shapes agree."""
         if cond.shape == uncond.shape:
-            both = predict_x0(self.teacher, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, uncond]),
-                              causal=False)
+            both = predict_x0(
+                self.teacher,
+                torch.cat([x_t, x_t]),
+                torch.cat([t, t]),
+                torch.cat([cond, uncond]),
+                causal=False,
+            )
             on, off = both.chunk(2)
         else:
             on = predict_x0(self.teacher, x_t, t, cond, causal=False)
             off = predict_x0(self.teacher, x_t, t, uncond, causal=False)
         return apply_cfg(on, off, self.guidance.scale, self.guidance.form)
 
-    def generator_loss(self, x: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-                       noise: NoiseSource) -> tuple[torch.Tensor, dict[str, float]]:
+    def generator_loss(
+        self, x: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, noise: NoiseSource
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """DMD loss on the generator's sample ``x`` (with graph); the scores run without gradient."""
         noised = noise_sample(x.detach(), self.timesteps, noise)
         with torch.no_grad():
@@ -104,7 +123,10 @@ class DistributionMatching:
             fake = predict_x0(self.critic, noised.x_t, noised.timestep, cond, causal=False)
         loss = dmd_loss(x, real, fake)
         grad = dmd_gradient(x, real, fake)
-        return loss, {"dmd_gradient_mean_abs": float(grad.abs().mean()), "dmd_t_mean": float(noised.timestep.mean())}
+        return loss, {
+            "dmd_gradient_mean_abs": float(grad.abs().mean()),
+            "dmd_t_mean": float(noised.timestep.mean()),
+        }
 
     def critic_loss(self, x: torch.Tensor, cond: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         """Flow loss of the critic on a detached generator sample: ``mean((v_fake − (ε − x))²)``."""

@@ -20,8 +20,10 @@ from harness.schedules import select_steps
 from harness.worlds.base import World
 from harness.worlds.sprites.kv_cache import KVCache
 from methods.distill import DistillationMethod, ScoreRecipe
-from methods.distribution_matching import ScoreTimesteps, dmd_loss  # noqa: F401  (dmd_loss is public here)
-from methods.trainer import StepOutput, TrainSettings
+from methods.distribution_matching import DEFAULT_TIMESTEPS, ScoreTimesteps, dmd_loss
+from methods.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
+
+__all__ = ["DMD", "CausVidRecipe", "dmd_loss"]  # dmd_loss lives with the other DMD terms
 
 CONTEXT_MODES = ("clean", "noisy")
 
@@ -29,20 +31,26 @@ CONTEXT_MODES = ("clean", "noisy")
 class CausVidRecipe(ScoreRecipe):
     """Noised real chunks in, x̂0 out, DMD on the x̂0; the critic learns the same x̂0 distribution."""
 
-    def __init__(self, method: DMD, world: World, teacher: nn.Module, init: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, method: DMD, world: World, teacher: nn.Module, init: nn.Module, device: torch.device
+    ) -> None:
         super().__init__(world, teacher, init, device, method.timesteps, method.train.batch_size)
         levels = select_steps(method.step_list, method.num_steps, method.reading)
         self.levels = torch.tensor(warp_timesteps(levels, method.timesteps.shift), dtype=torch.float32)
         self.context = method.context
 
-    def _student_x0(self, noise: NoiseSource) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
-        """The student's x̂0 of a noised real batch (with graph when grad is enabled), cond, uncond, metrics."""
+    def _student_x0(
+        self, noise: NoiseSource
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
+        """The student's x̂0 of a noised real batch (graph when grad is on), cond, uncond, metrics."""
         shape = self.world.video_shape
         real, prompts = self.world.real_videos(self.batch_size, noise.integer(0, 2**31 - 1), "train")
         real = real.to(self.device)
         cond = self.world.encode_prompts(prompts).to(self.device)
         uncond = self.world.null_condition(len(prompts)).to(self.device)
-        picks = torch.randint(0, len(self.levels), (self.batch_size, shape.num_chunks), generator=noise.generator)
+        picks = torch.randint(
+            0, len(self.levels), (self.batch_size, shape.num_chunks), generator=noise.generator
+        )
         chunk_t = self.levels[picks].to(self.device)  # [B, chunks]
         frame_t = chunk_t.repeat_interleave(shape.frames_per_chunk, dim=1)  # [B, F]
         noisy = add_noise(real, noise.normal(real.shape, self.device), sigma_from_timestep(frame_t))
@@ -52,8 +60,9 @@ class CausVidRecipe(ScoreRecipe):
             x0 = self._teacher_forced(noisy, real, chunk_t, cond)
         return x0, cond, uncond, {"input_t_mean": float(chunk_t.mean())}
 
-    def _teacher_forced(self, noisy: torch.Tensor, real: torch.Tensor, chunk_t: torch.Tensor,
-                        cond: torch.Tensor) -> torch.Tensor:
+    def _teacher_forced(
+        self, noisy: torch.Tensor, real: torch.Tensor, chunk_t: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor:
         fpc = self.world.video_shape.frames_per_chunk
         cache, chunks = KVCache(), []
         for c in range(chunk_t.shape[1]):
@@ -86,12 +95,13 @@ class DMD(DistillationMethod):
         reading: str = "prefix",
         inference: str = "uniform",
         renoise: str = "sde",
-        train: TrainSettings = TrainSettings(),
-        timesteps: ScoreTimesteps = ScoreTimesteps(),
+        train: TrainSettings = DEFAULT_TRAIN,
+        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
     ) -> None:
         """
         Args:
-            num_steps: noise levels the student is trained at: ``num_steps`` entries of ``step_list`` (warped).
+            num_steps: noise levels the student is trained at: ``num_steps`` entries of ``step_list``
+                (warped).
             context: ``clean`` (teacher-forced real context, via the KV cache) or ``noisy`` (one
                 block-causal forward over the noised video, CausVid's released code).
             step_list: un-shifted 4-step list (Self Forcing ``denoising_step_list``).
@@ -101,12 +111,20 @@ class DMD(DistillationMethod):
             train: the shared optimisation settings.
             timesteps: the DMD / critic noise-level sampler (shift 5, clamp [20, 980]).
         """
-        super().__init__(train=train, timesteps=timesteps, step_list=step_list, reading=reading,
-                         inference=inference, renoise=renoise)
+        super().__init__(
+            train=train,
+            timesteps=timesteps,
+            step_list=step_list,
+            reading=reading,
+            inference=inference,
+            renoise=renoise,
+        )
         if context not in CONTEXT_MODES:
             raise ConfigError(f"dmd context '{context}' is unknown; choose one of {list(CONTEXT_MODES)}")
         select_steps(self.step_list, num_steps, reading)  # validates num_steps
         self.num_steps, self.context = num_steps, context
 
-    def build_recipe(self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device) -> CausVidRecipe:
+    def build_recipe(
+        self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device
+    ) -> CausVidRecipe:
         return CausVidRecipe(self, world, teacher, init, device)

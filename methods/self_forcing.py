@@ -18,15 +18,21 @@ from harness.sampling import NoiseSource, Rollout, causal_rollout
 from harness.schedules import StepSchedule
 from harness.worlds.base import World
 from methods.distill import DistillationMethod, ScoreRecipe
-from methods.distribution_matching import ScoreTimesteps
-from methods.trainer import StepOutput, TrainSettings
+from methods.distribution_matching import DEFAULT_TIMESTEPS, ScoreTimesteps
+from methods.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
 
 
 class SelfRolloutRecipe(ScoreRecipe):
     """Self Forcing's generator and critic steps; ASD extends it with the adversarial branch."""
 
-    def __init__(self, method: DistillationMethod, world: World, teacher: nn.Module, init: nn.Module,
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        method: DistillationMethod,
+        world: World,
+        teacher: nn.Module,
+        init: nn.Module,
+        device: torch.device,
+    ) -> None:
         super().__init__(world, teacher, init, device, method.timesteps, method.train.batch_size)
         self.method = method
 
@@ -34,10 +40,25 @@ class SelfRolloutRecipe(ScoreRecipe):
         m = self.method
         return StepSchedule.uniform(n, base=m.step_list, reading=m.reading, shift=m.timesteps.shift)
 
-    def rollout(self, cond: torch.Tensor, schedule: StepSchedule, noise: NoiseSource, *,
-                exit_step: int | None = None, grad: bool) -> Rollout:
-        return causal_rollout(self.generator, cond, self.world.video_shape, schedule, noise,
-                              exit_step=exit_step, grad=grad, renoise=self.method.renoise)
+    def rollout(
+        self,
+        cond: torch.Tensor,
+        schedule: StepSchedule,
+        noise: NoiseSource,
+        *,
+        exit_step: int | None = None,
+        grad: bool,
+    ) -> Rollout:
+        return causal_rollout(
+            self.generator,
+            cond,
+            self.world.video_shape,
+            schedule,
+            noise,
+            exit_step=exit_step,
+            grad=grad,
+            renoise=self.method.renoise,
+        )
 
     def _exit_step(self, noise: NoiseSource) -> int:
         return noise.integer(0, self.method.num_steps)
@@ -45,8 +66,9 @@ class SelfRolloutRecipe(ScoreRecipe):
     def generator_step(self, step: int, noise: NoiseSource) -> StepOutput:
         _, cond, uncond = self.prompt_batch(noise)
         exit_step = self._exit_step(noise)
-        video = self.rollout(cond, self.training_schedule(self.method.num_steps), noise,
-                             exit_step=exit_step, grad=True).video
+        video = self.rollout(
+            cond, self.training_schedule(self.method.num_steps), noise, exit_step=exit_step, grad=True
+        ).video
         loss, metrics = self.scores.generator_loss(video, cond, uncond, noise)
         return StepOutput(loss, {"dmd": loss.detach()}, {**metrics, "exit_step": float(exit_step)})
 
@@ -54,8 +76,9 @@ class SelfRolloutRecipe(ScoreRecipe):
         _, cond, _ = self.prompt_batch(noise)
         exit_step = self._exit_step(noise)
         with torch.no_grad():
-            video = self.rollout(cond, self.training_schedule(self.method.num_steps), noise,
-                                 exit_step=exit_step, grad=False).video
+            video = self.rollout(
+                cond, self.training_schedule(self.method.num_steps), noise, exit_step=exit_step, grad=False
+            ).video
         return self.critic_output(video, cond, noise)
 
 
@@ -71,8 +94,8 @@ class SelfForcing(DistillationMethod):
         reading: str = "prefix",
         inference: str = "uniform",
         renoise: str = "sde",
-        train: TrainSettings = TrainSettings(),
-        timesteps: ScoreTimesteps = ScoreTimesteps(),
+        train: TrainSettings = DEFAULT_TRAIN,
+        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
     ) -> None:
         """
         Args:
@@ -84,10 +107,18 @@ class SelfForcing(DistillationMethod):
             train: the shared optimisation settings (Self Forcing ratio 5).
             timesteps: the DMD / critic noise-level sampler (shift 5, clamp [20, 980]).
         """
-        super().__init__(train=train, timesteps=timesteps, step_list=step_list, reading=reading,
-                         inference=inference, renoise=renoise)
+        super().__init__(
+            train=train,
+            timesteps=timesteps,
+            step_list=step_list,
+            reading=reading,
+            inference=inference,
+            renoise=renoise,
+        )
         StepSchedule.uniform(num_steps, base=self.step_list, reading=reading)  # validates num_steps
         self.num_steps = num_steps
 
-    def build_recipe(self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device) -> SelfRolloutRecipe:
+    def build_recipe(
+        self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device
+    ) -> SelfRolloutRecipe:
         return SelfRolloutRecipe(self, world, teacher, init, device)

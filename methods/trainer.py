@@ -28,7 +28,7 @@ from methods.base import TrainContext
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation of a distillation; defaults are Self Forcing's ratios, with learning rates scaled for sprites.
+    """Optimisation of a distillation: Self Forcing's ratios, with learning rates scaled for sprites.
 
     Self Forcing (research/reference_code.md §1.3): AdamW betas (0, 0.999), weight decay 0.01, clip 10,
     ``lr_critic = lr_generator / 5`` (2e-6 / 4e-7 there), ratio 5, EMA 0.99 from step 200 of 600.
@@ -57,6 +57,9 @@ class TrainSettings:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr_generator <= 0 or self.lr_critic <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("train.lr_generator, train.lr_critic and train.max_grad_norm must be > 0")
+
+
+DEFAULT_TRAIN = TrainSettings()
 
 
 @dataclass
@@ -123,7 +126,9 @@ class Trainer:
 
     def _optimiser(self, module: nn.Module, lr: float) -> torch.optim.AdamW:
         s = self.settings
-        return torch.optim.AdamW(module.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
+        return torch.optim.AdamW(
+            module.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay
+        )
 
     def run(self, recipe: TrainingRecipe, noise: NoiseSource) -> nn.Module:
         """Train (resuming from the newest checkpoint if any); return the EMA generator (or the generator)."""
@@ -135,9 +140,15 @@ class Trainer:
         while step < s.steps:
             row: dict[str, float] = {}
             if step % s.critic_updates_per_generator == 0:
-                row.update(self._update("generator", recipe, recipe.generator, recipe.critic, self.opt_g, step, noise))
+                row.update(
+                    self._update(
+                        "generator", recipe, recipe.generator, recipe.critic, self.opt_g, step, noise
+                    )
+                )
                 self.ema.update(recipe.generator, step)
-            row.update(self._update("critic", recipe, recipe.critic, recipe.generator, self.opt_c, step, noise))
+            row.update(
+                self._update("critic", recipe, recipe.critic, recipe.generator, self.opt_c, step, noise)
+            )
             self.ctx.log(row, step)
             step += 1
             self.ctx.progress(stage="distill", step=step, total=s.steps)
@@ -145,13 +156,23 @@ class Trainer:
                 self._save(recipe, noise, step)
         return self.ema.averaged(recipe.generator)
 
-    def _update(self, role: str, recipe: TrainingRecipe, trained: nn.Module, frozen: nn.Module,
-                optimiser: torch.optim.Optimizer, step: int, noise: NoiseSource) -> dict[str, float]:
+    def _update(
+        self,
+        role: str,
+        recipe: TrainingRecipe,
+        trained: nn.Module,
+        frozen: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        step: int,
+        noise: NoiseSource,
+    ) -> dict[str, float]:
         """One optimiser step of ``role``; the other part is frozen so no gradient is spent on it."""
         _set_trainable(frozen, False)
         try:
             optimiser.zero_grad(set_to_none=True)
-            out = recipe.generator_step(step, noise) if role == "generator" else recipe.critic_step(step, noise)
+            out = (
+                recipe.generator_step(step, noise) if role == "generator" else recipe.critic_step(step, noise)
+            )
             row = {f"{role}/loss": _finite(out.loss, f"{role} loss", step)}
             row.update({f"{role}/{name}": _finite(term, name, step) for name, term in out.terms.items()})
             out.loss.backward()
@@ -166,15 +187,18 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _save(self, recipe: TrainingRecipe, noise: NoiseSource, step: int) -> None:
-        self.store.save(step, {
-            "generator": recipe.generator.state_dict(),
-            "critic": recipe.critic.state_dict(),
-            "opt_generator": self.opt_g.state_dict(),
-            "opt_critic": self.opt_c.state_dict(),
-            "ema": self.ema.shadow,
-            "noise_rng": noise.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        })
+        self.store.save(
+            step,
+            {
+                "generator": recipe.generator.state_dict(),
+                "critic": recipe.critic.state_dict(),
+                "opt_generator": self.opt_g.state_dict(),
+                "opt_critic": self.opt_c.state_dict(),
+                "ema": self.ema.shadow,
+                "noise_rng": noise.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
 
     def _resume(self, recipe: TrainingRecipe, noise: NoiseSource) -> int:
         latest = self.store.latest()
@@ -188,7 +212,9 @@ class Trainer:
             self.opt_c.load_state_dict(state["opt_critic"])
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{self.store.path(step).name} does not match this method's models: {first}") from None
+            raise CheckpointError(
+                f"{self.store.path(step).name} does not match this method's models: {first}"
+            ) from None
         self.ema.shadow = dict(state["ema"])
         noise.set_state(state["noise_rng"])
         torch.set_rng_state(state["torch_rng"])

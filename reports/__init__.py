@@ -1,1 +1,141 @@
-"""Paper-style tables, figures and the HTML report."""
+"""Paper-style tables, figures and the HTML report of a runs folder (``harness report RUNS_DIR``).
+
+``build_report(runs_dir)`` reads the run store (never the trackers), and writes to
+``RUNS_DIR/report/`` — or ``RUNS_DIR/report/<study>/`` with a linking ``index.html`` when the folder
+holds several studies — the tables (Markdown, LaTeX, HTML, CSV), the figures, ``findings.md`` and
+``index.html``. Bad input never stops it: every problem becomes one line on the page and in
+:attr:`StudyReport.problems`, and the report is built from what is there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import ConfigError, HarnessError
+from harness.tracking import GuardedTracker, RunInfo, Tracker
+
+from .collect import StudyData, collect_study, find_studies, load_curves
+from .figures import FigureInputs, build_figures
+from .findings import findings
+from .html import StudyPage, write_landing_page, write_study_page
+from .tables import ResultTable, build_table, to_frame, to_html, write_tables
+
+REPORT_DIRNAME = "report"
+WANDB_TABLE_KEY = "main_table"
+
+__all__ = ["REPORT_DIRNAME", "ReportResult", "StudyReport", "build_report", "build_reports"]
+
+
+@dataclass
+class StudyReport:
+    study: str
+    index: Path
+    complete_runs: int
+    total_runs: int
+    problems: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportResult:
+    index: Path  # the page to open: the study's, or the landing page when several were built
+    studies: list[StudyReport]
+
+
+def build_report(runs_dir: str | Path, study: str | None = None, *, tracker: Tracker | None = None,
+                 figures: bool = True) -> Path:
+    """Write the report of ``runs_dir`` (every study, or only ``study``); returns the index.html to open."""
+    return build_reports(runs_dir, study, tracker=tracker, figures=figures).index
+
+
+def build_reports(runs_dir: str | Path, study: str | None = None, *, tracker: Tracker | None = None,
+                  figures: bool = True) -> ReportResult:
+    """Like :func:`build_report`, with each study's problems and findings for the caller to print.
+
+    ``tracker`` overrides the study's own tracker config for the W&B table (tests pass a recorder);
+    ``figures=False`` writes tables, findings and the page without drawing (seconds faster).
+    """
+    from harness.driver import default_cache_dir
+
+    runs_dir = Path(runs_dir)
+    folders = find_studies(runs_dir)
+    if not folders:
+        raise ConfigError(f"{runs_dir}: no study folder here (no study.json in it or in its subfolders)")
+    single_folder = folders == [runs_dir]
+    chosen = _select(folders, study, runs_dir)
+    report_root = runs_dir / REPORT_DIRNAME
+    stages = default_cache_dir(runs_dir.parent if single_folder else runs_dir)
+    reports = []
+    for folder in chosen:
+        out_dir = report_root if len(folders) == 1 else report_root / folder.name
+        reports.append(_build_study(folder, stages, out_dir, tracker, figures, scrub=[str(runs_dir.resolve())]))
+    if len(folders) == 1:
+        return ReportResult(reports[0].index, reports)
+    summaries = {p.parent.name: "" for p in report_root.glob("*/index.html")}
+    summaries.update({r.index.parent.name: f"{r.complete_runs} of {r.total_runs} runs complete" for r in reports})
+    landing = write_landing_page(report_root, summaries)
+    return ReportResult(reports[0].index if study else landing, reports)
+
+
+def _select(folders: list[Path], study: str | None, runs_dir: Path) -> list[Path]:
+    if study is None:
+        return folders
+    chosen = [f for f in folders if f.name == study]
+    if not chosen:
+        names = ", ".join(f.name for f in folders)
+        raise ConfigError(f"{runs_dir}: no study '{study}' (studies here: {names})")
+    return chosen
+
+
+def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | None, figures: bool,
+                 scrub: list[str]) -> StudyReport:
+    data = collect_study(folder, stages)
+    table = build_table(data)
+    for old in out_dir.glob("*.png"):  # a figure the data no longer supports must not linger
+        old.unlink()
+    files = write_tables(table, out_dir)
+    drawn = []
+    if figures and table.rows:  # with no complete run there is nothing to draw, and the page says why
+        drawn = build_figures(FigureInputs(data, table, load_curves(data), out_dir, data.problems))
+    sentences = findings(data, table)
+    _log_table(data, table, tracker)
+    (out_dir / "findings.md").write_text("".join(f"- {s}\n" for s in sentences), encoding="utf-8")
+    page = StudyPage(data.name, data.manifest, to_html(table), {fmt: p.name for fmt, p in files.items()},
+                     drawn, sentences, data.problems, data.runs, scrub)
+    index = write_study_page(page, out_dir)
+    complete = int((data.runs["state"] == "complete").sum()) if len(data.runs) else 0
+    return StudyReport(data.name, index, complete, len(data.runs), data.problems, sentences)
+
+
+def _study_tracker(data: StudyData) -> Tracker | None:
+    """The tracker the study's runs used (from study.json), or None when tracking is off."""
+    from harness.config import check_allowlist
+    from harness.study import instantiate_plugin
+
+    config = data.manifest.get("config") or {}
+    tracker = config.get("tracker") or {}
+    if not tracker or str(tracker.get("class_path", "")).endswith("NullTracker"):
+        return None
+    source = f"{data.name}/study.json"
+    try:
+        check_allowlist({"tracker": tracker}, list(config.get("allow_modules") or []), source)
+        return instantiate_plugin(tracker, Tracker, source, "tracker")
+    except HarnessError as exc:
+        data.problems.append(f"{exc}; the table was not sent to the tracker")
+        return None
+
+
+def _log_table(data: StudyData, table: ResultTable, tracker: Tracker | None) -> None:
+    """Mirror the main table to the study's tracker as one 'report' run of the study's group."""
+    inner = tracker if tracker is not None else _study_tracker(data)
+    if inner is None or not table.rows:
+        return
+    guarded = GuardedTracker(inner)
+    run_id = "report-" + re.sub(r"[^A-Za-z0-9_-]", "-", data.name)
+    guarded.start(RunInfo(id=run_id, name=f"{data.name} report", group=data.name, job_type="report",
+                          config={"study": data.name}, dir=data.folder))
+    guarded.log_table(WANDB_TABLE_KEY, to_frame(table))
+    guarded.finish("complete")
+    data.problems.extend(f"{failure}; the table was not mirrored" for failure in dict.fromkeys(guarded.failures))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from .collect import MISSING_LABEL, MetricColumn, StudyData
 
 CONFIDENCE = 0.95
 PARTIAL_MARK = "†"
+EMPTY_NOTE = "No complete runs: nothing to tabulate yet."
 
 
 # -- statistics ------------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float =
     if se == 0.0:
         return Estimate(diff, 0.0, min(xa.size, xb.size))
     df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
-    return Estimate(diff, t_quantile(max(1, int(math.floor(df))), confidence) * se, min(xa.size, xb.size))
+    return Estimate(diff, t_quantile(max(1, math.floor(df)), confidence) * se, min(xa.size, xb.size))
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class TableRow:
 
     @property
     def label(self) -> str:
-        return f"{self.method} · {self.steps}"
+        return self.method if self.steps == MISSING_LABEL else f"{self.method} · {self.steps}"
 
     @property
     def nfe_text(self) -> str:
@@ -177,7 +178,7 @@ def build_table(study: StudyData, confidence: float = CONFIDENCE) -> ResultTable
 
 
 def legend(table: ResultTable) -> str:
-    pct = int(round(table.confidence * 100))
+    pct = round(table.confidence * 100)
     return (f"Mean ± {pct}% CI half-width over seeds (Student t); n = seeds with a complete run; "
             f"dimensions in %; {PARTIAL_MARK} = fewer seeds than n; {MISSING_LABEL} = missing; "
             "bold = best non-reference row (lowest for FD and latency).")
@@ -208,6 +209,8 @@ def to_markdown(table: ResultTable) -> str:
             text = table.cell_text(row, column)
             cells.append(f"**{text}**" if i in best[column.key] else text)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if not table.rows:
+        lines += ["", EMPTY_NOTE]
     return "\n".join(lines + ["", legend(table), ""])
 
 
@@ -240,7 +243,7 @@ def to_latex(table: ResultTable) -> str:
            r"\toprule"]
     spans, start, groups, rules = _group_spans(table.columns), 5, [r"\multicolumn{4}{c}{}"], []
     for group, width in spans:
-        groups.append(rf"\multicolumn{{{width}}}{{c}}{{{GROUP_TITLES[group]}}}")
+        groups.append(rf"\multicolumn{{{width}}}{{c}}{{{latex_escape(GROUP_TITLES[group])}}}")
         rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
         start += width
     out += [" & ".join(groups) + r" \\", " ".join(rules)]

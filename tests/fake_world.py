@@ -9,7 +9,9 @@ logging and checkpoints in milliseconds (and, with ``preset="default"``, to time
 from __future__ import annotations
 
 import zlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +20,14 @@ from torch import nn
 from harness.worlds.base import Guidance, StageProvider, VideoShape, World
 from harness.worlds.sprites.backbone import build_sprites_dit
 
-PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow circle moving left",
-           "a red square moving up", "a blue triangle moving right"]
+PROMPTS = [
+    "a red circle",
+    "a blue square",
+    "a green triangle",
+    "a yellow circle moving left",
+    "a red square moving up",
+    "a blue triangle moving right",
+]
 
 
 def randomise_backbone(model: nn.Module, seed: int, std: float = 0.05) -> nn.Module:
@@ -50,8 +58,14 @@ class FakeWorld(World):
 
     name = "fake"
 
-    def __init__(self, frames: int = 4, preset: str = "smoke", teacher_seed: int = 1, init_seed: int = 2,
-                 guidance_scale: float = 3.0) -> None:
+    def __init__(
+        self,
+        frames: int = 4,
+        preset: str = "smoke",
+        teacher_seed: int = 1,
+        init_seed: int = 2,
+        guidance_scale: float = 3.0,
+    ) -> None:
         self.preset = preset
         self._model_config = build_sprites_dit(preset).config
         cfg = self._model_config
@@ -109,3 +123,17 @@ class FakeWorld(World):
 
     def config(self) -> dict[str, Any]:
         return {"world": self.name, "frames": self._shape.frames, "preset": self.preset}
+
+
+def distill_log(
+    method: Any, world: World, workdir: Path, seed: int = 0
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Distil on ``world`` in ``workdir``; return the generator and the logged rows (with their step)."""
+    from methods.base import TrainContext
+
+    rows: list[dict[str, float]] = []
+    ctx = TrainContext(
+        workdir=workdir, seed=seed, log=lambda metrics, step: rows.append({"step": step, **metrics})
+    )
+    generator = method.distill(world, world.teacher(), world.causal_init(), ctx)
+    return generator, rows

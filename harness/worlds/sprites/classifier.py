@@ -103,7 +103,7 @@ def train_classifier(out_dir: str | Path, cfg: ClassifierConfig, world: SpritesC
         opt.step()
         sched.step()
     metrics = {"train_loss": float(loss.detach()), "train_seconds": time.perf_counter() - started,
-               "eval_accuracy": evaluate_accuracy(model, data, seed=cfg.seed + 1)}
+               "eval_accuracy": evaluate_accuracy(model, data, cfg.seed + 1, n=4 * cfg.batch_size)}
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
@@ -113,7 +113,7 @@ def train_classifier(out_dir: str | Path, cfg: ClassifierConfig, world: SpritesC
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: SpritesClassifier, data: SpritesData, seed: int, n: int = 256) -> float:
+def evaluate_accuracy(model: SpritesClassifier, data: SpritesData, seed: int, n: int) -> float:
     """Fraction of exactly right multi-hot labels on eval-split videos (all heads, threshold 0.5)."""
     model.eval()
     rendered = data.render(n, seed, split="eval")

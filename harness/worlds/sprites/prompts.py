@@ -73,8 +73,9 @@ def parse_prompt(prompt: str) -> Scene:
 
 
 def _parse_object(prompt: str, words: list[str]) -> ObjectSpec:
-    shape_ok = len(words) in (3, 5) and words[0] == "a" and words[1] in COLORS and words[2] in SHAPES
-    motion_ok = len(words) == 3 or (words[3] == "moving" and words[4] in DIRECTIONS)
+    padded = words + [""] * (5 - len(words))
+    shape_ok = len(words) in (3, 5) and padded[0] == "a" and padded[1] in COLORS and padded[2] in SHAPES
+    motion_ok = len(words) == 3 or (padded[3] == "moving" and padded[4] in DIRECTIONS)
     if not (shape_ok and motion_ok):
         raise ConfigError(
             f"prompt {prompt!r}: '{' '.join(words)}' is not 'a <colour> <shape> [moving <direction>]'"

@@ -125,6 +125,18 @@ def null_tokens(batch: int) -> torch.Tensor:
     return torch.from_numpy(encode_batch([""] * batch)[0])
 
 
+def flow_loss(model: SpritesDiT, x0: torch.Tensor, ids: torch.Tensor, null: torch.Tensor, recipe: FlowRecipe,
+              gen: torch.Generator, *, causal: bool, frames_per_chunk: int | None) -> torch.Tensor:
+    """The flow-matching loss of one batch, with CFG dropout to ``null`` and the recipe's σ sampler."""
+    drop = torch.rand(x0.shape[0], generator=gen) < recipe.cfg_dropout
+    cond = torch.where(drop[:, None], null[: x0.shape[0]], ids)
+    noise = torch.randn(x0.shape, generator=gen)
+    sigma = sample_sigmas(x0.shape[0], x0.shape[1], frames_per_chunk, recipe, gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+        v = model(add_noise(x0, noise, sigma), sigma * 1000.0, cond, causal=causal)
+    return (v.float() - flow_target(x0, noise)).square().mean()
+
+
 def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, causal: bool,
                per_chunk_noise: bool, progress: Progress | None = None) -> tuple[SpritesDiT, dict[str, Any]]:
     """Train ``model`` with the flow loss on fresh rendered batches; returns (EMA model, metrics)."""
@@ -142,13 +154,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
     model.train()
     for step in range(recipe.steps):
         x0, ids, _, _ = data.batch(recipe.batch_size, rng)
-        drop = torch.rand(recipe.batch_size, generator=gen) < recipe.cfg_dropout
-        cond = torch.where(drop[:, None], null, ids)
-        noise = torch.randn(x0.shape, generator=gen)
-        sigma = sample_sigmas(x0.shape[0], x0.shape[1], fpc, recipe, gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
-            v = model(add_noise(x0, noise, sigma), sigma * 1000.0, cond, causal=causal)
-        loss = (v.float() - flow_target(x0, noise)).square().mean()
+        loss = flow_loss(model, x0, ids, null, recipe, gen, causal=causal, frames_per_chunk=fpc)
         if not torch.isfinite(loss):
             from harness.errors import TrainingDiverged
 

@@ -1,0 +1,135 @@
+"""``harness sweep`` and ``harness worker``: an Optuna study over a study file's ``sweep`` section."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..driver import DEFAULT_RUNS_DIR, default_cache_dir
+from ..study import load_study
+
+log = logging.getLogger(__name__)
+
+
+def _prepare(study: Path, preset: str | None, overrides: list[str] | None):
+    from ..sweep import check_sweep, parse_sweep
+
+    spec = parse_sweep(load_study(study, preset, overrides))
+    check_sweep(spec)
+    return spec
+
+
+def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_trials: int | None,
+          timeout: float | None, *, enqueue: bool) -> int:
+    from ..sweep.leases import new_worker_id
+    from ..sweep.wandb_callback import callbacks_for
+    from ..sweep.worker import (enqueue_baselines, join_study, open_study_storage, run_worker, study_lock,
+                                write_sweep_manifest)
+
+    opened = open_study_storage(spec, runs_dir, storage)
+    worker_id = new_worker_id()
+    with study_lock(runs_dir, spec.name):
+        study = join_study(spec, opened, worker_id)
+        if enqueue:
+            enqueue_baselines(study, spec)
+        write_sweep_manifest(runs_dir, spec, opened)
+    callbacks = callbacks_for(spec, runs_dir)
+    report = run_worker(spec, study, opened, runs_dir=runs_dir,
+                        cache_dir=cache_dir if cache_dir is not None else default_cache_dir(runs_dir),
+                        n_trials=n_trials if n_trials is not None else spec.config.n_trials,
+                        timeout_s=timeout if timeout is not None else spec.config.timeout_s,
+                        worker_id=worker_id, callbacks=callbacks)
+    for cb in callbacks:
+        getattr(cb, "close", lambda _study: None)(study)
+    print(_summary_line(study, spec, report, opened.label))
+    return 0
+
+
+def _summary_line(study, spec, report, label: str) -> str:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    line = (f"sweep {spec.name}: this worker ran {len(report.trials)} trials; the study holds {len(trials)} "
+            f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
+            f"{counts['running']} running) in {label}")
+    if counts["complete"] and len(spec.directions) == 1:
+        best = study.best_trial
+        line += f"; best #{best.number} {spec.objective_names[0]}={best.value:.6g} {best.params}"
+    return line
+
+
+def sweep(study: Path, preset: str | None = None, overrides: list[str] | None = None,
+          runs_dir: Path = Path(DEFAULT_RUNS_DIR), cache_dir: Path | None = None, storage: str | None = None,
+          n_trials: int | None = None, timeout: float | None = None, print_config: bool = False,
+          report: bool = True) -> int:
+    """Search a study's sweep space with Optuna; every trial is a run in the store (cached, resumable).
+
+    Checks the sweep (ranges, keys, objectives, storage, name clash) before any trial, enqueues the
+    baselines once, runs ``--n-trials`` trials in this process, then writes the sweep report under
+    RUNS_DIR/report/sweep-<study>/. More processes join with ``harness worker``.
+    """
+    spec = _prepare(study, preset, overrides)
+    if print_config:
+        sys.stdout.write(yaml.safe_dump(spec.study.config, sort_keys=False))
+        return 0
+    code = _work(spec, runs_dir, cache_dir, storage, n_trials, timeout, enqueue=True)
+    if report:
+        from ..sweep.report import sweep_report
+
+        files = sweep_report(runs_dir, spec.name, storage=storage)
+        if files:
+            print(f"sweep report: {Path(next(iter(files.values()))).parent}")
+    return code
+
+
+def worker(study: Path, storage: str | None = None, preset: str | None = None, overrides: list[str] | None = None,
+           runs_dir: Path = Path(DEFAULT_RUNS_DIR), cache_dir: Path | None = None, n_trials: int | None = None,
+           timeout: float | None = None, print_config: bool = False) -> int:
+    """Join a running sweep from any machine and run trials until --n-trials or --timeout.
+
+    Give the same study file (and preset/overrides) as the sweep, and the shared ``--storage`` (a
+    PostgreSQL URL, or a journal file on a shared disk); runs go to this machine's RUNS_DIR.
+    """
+    spec = _prepare(study, preset, overrides)
+    if print_config:
+        sys.stdout.write(yaml.safe_dump(spec.study.config, sort_keys=False))
+        return 0
+    return _work(spec, runs_dir, cache_dir, storage, n_trials, timeout, enqueue=False)
+
+
+def sweep_parser():
+    """The argument list of ``harness sweep`` (same style as harness/cli.py)."""
+    from ..cli import _study_args  # noqa: PLC0415 - shared option set of study commands
+    from jsonargparse import ArgumentParser
+
+    p = ArgumentParser(description=sweep.__doc__.split("\n")[0], exit_on_error=False)
+    _study_args(p)
+    _sweep_args(p)
+    p.add_argument("--no-report", dest="report", action="store_false", help="do not write the sweep report at the end")
+    return p
+
+
+def worker_parser():
+    """The argument list of ``harness worker``."""
+    from ..cli import _study_args  # noqa: PLC0415
+    from jsonargparse import ArgumentParser
+
+    p = ArgumentParser(description=worker.__doc__.split("\n")[0], exit_on_error=False)
+    _study_args(p)
+    _sweep_args(p)
+    return p
+
+
+def _sweep_args(p) -> None:
+    p.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path(DEFAULT_RUNS_DIR), help="root of the run store")
+    p.add_argument("--cache-dir", dest="cache_dir", type=Path, default=None,
+                   help="stage cache shared across studies (default: RUNS_DIR/.stages or $HARNESS_CACHE_DIR)")
+    p.add_argument("--storage", type=str, default=None,
+                   help="Optuna storage: an RDB URL (postgresql://user@host/db) or a journal file; "
+                        "default: sweep.storage, else RUNS_DIR/<study>/optuna.log")
+    p.add_argument("--n-trials", dest="n_trials", type=int, default=None, help="trials this process runs (default: sweep.n_trials)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which this process starts no new trial")

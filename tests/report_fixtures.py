@@ -1,0 +1,150 @@
+"""Synthetic but realistic run folders for the report tests, so they need no training.
+
+``write_ablation(runs_dir)`` lays out what ``harness run`` leaves behind for a small ablation:
+DMD and ASD each sampled with 1, 2 and 1* steps over 3 seeds, a real-data reference row, one failed
+run, one complete run missing a dimension, x̂0 cosine files, one small mp4 per run with its sidecar,
+and the distillation stages' ``metrics.jsonl`` shared by the schedules of one (method, seed).
+The scores are drawn around known means so tests can assert the numbers the report must print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from harness.evaluation.cosine import X0Trace, cosine_similarity_matrices
+from harness.video import SampleMeta, write_video
+
+STUDY = "ablation_asd"
+SEEDS = (0, 1, 2)
+SCHEDULES = {"1": (1, 1), "2": (2, 2), "1*": (4, 1)}  # label -> steps of (first chunk, later chunks)
+NFE = {"1": 4, "2": 6, "1*": 7}  # 2 chunks, steps + 1 forward each
+QUALITY_DIMS = ("subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
+                "dynamic_degree", "imaging_quality")
+SEMANTIC_DIMS = ("object_class", "color", "multiple_objects", "motion_direction")
+# Mean Total per (method, schedule): ASD beats DMD by 6 points at 1 step; FFE adds 2 points.
+TOTAL_MEANS = {("DMD", "1"): 70.0, ("DMD", "2"): 76.0, ("DMD", "1*"): 72.0,
+               ("ASD", "1"): 76.0, ("ASD", "2"): 79.0, ("ASD", "1*"): 78.0}
+SEED_OFFSETS = (-0.5, 0.0, 0.5)  # Total of seed i = mean + offset: sd 0.5, so the 95% half-width is 1.242
+FAILED = ("ASD", "2", 2)
+MISSING_DIMENSION = ("DMD", "1*", 1, "color")
+LOSS_TERMS = {"DMD": ("loss_dmd", "loss_critic"), "ASD": ("loss_dmd", "loss_critic", "loss_adv", "loss_disc")}
+FRAMES, SIZE = 4, 16
+
+
+def run_hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _metrics(method: str, schedule: str, seed: int) -> dict:
+    total = TOTAL_MEANS[(method, schedule)] + SEED_OFFSETS[seed]
+    rng = np.random.default_rng(int(run_hash(method, schedule, seed), 16) % 2**32)
+    dims = {d: float(np.clip(total / 100 + rng.normal(0, 0.02), 0, 1)) for d in QUALITY_DIMS + SEMANTIC_DIMS}
+    return {**dims, "total": total, "quality": total + 1.0, "semantic": total - 4.0,
+            "fd": 40.0 - total / 4 + 0.1 * seed, "diversity": 0.3 + (0.1 if method == "ASD" else 0.0),
+            "nfe": NFE[schedule], "latency_s": 0.01 * NFE[schedule] + 0.001 * seed, "schedule": schedule,
+            "method": method.lower(), "generator": f"distill-{method.lower()}/{_stage_key(method, seed)}"}
+
+
+def _stage_key(method: str, seed: int) -> str:
+    return run_hash("stage", method, seed)
+
+
+def _video(method: str, schedule: str) -> np.ndarray:
+    """A square moving right; its colour says which row it is, so a grid's rows differ visibly."""
+    video = np.full((FRAMES, SIZE, SIZE, 3), 30, np.uint8)
+    colour = (220, 60, 40) if method == "ASD" else (40, 90, 220)
+    shade = {"1": 0.6, "2": 0.8, "1*": 1.0}.get(schedule, 1.0)
+    for t in range(FRAMES):
+        video[t, 5:11, 2 + 2 * t: 8 + 2 * t] = [int(c * shade) for c in colour]
+    return video
+
+
+def _write_cosine(samples: Path, schedule: str, seed: int) -> None:
+    first, later = SCHEDULES[schedule]
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(2, 2, 1, 4, 4, generator=generator)
+    trace = X0Trace()
+    for chunk, steps in enumerate((first, later)):
+        for s in range(steps):
+            trace.record(chunk, base + 0.3 * (steps - s) * torch.randn(base.shape, generator=generator))
+    cosine_similarity_matrices(trace).save(samples, stem="x0_cosine")
+
+
+def _write_run(study_dir: Path, run: dict, metrics: dict | None, state: str, reason: str | None = None) -> None:
+    folder = study_dir / run["hash"]
+    (folder / "samples").mkdir(parents=True, exist_ok=True)
+    config = {"study": STUDY, "hash": run["hash"] * 4, "labels": run["labels"], "seed": run["seed"],
+              "pipeline": {"class_path": "harness.pipelines.distill.DistillAndEvaluate",
+                           "init_args": {"schedule": run["labels"]["steps"]}}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    status = {"state": state, "seconds": 12.5, **({"reason": reason} if reason else {})}
+    (folder / "status.json").write_text(json.dumps(status))
+    if metrics is not None:
+        (folder / "result.json").write_text(json.dumps({"metrics": metrics, "headline": "total", "seconds": 12.5}))
+
+
+def _write_samples(folder: Path, method: str, schedule: str, seed: int) -> None:
+    meta = SampleMeta(prompt="a red square moving right", seed=0, method=method.lower(), schedule=schedule,
+                      nfe=NFE.get(schedule, 0), extra={"index": 0})
+    write_video(folder / "samples" / "sample_000.mp4", _video(method, schedule), fps=4, meta=meta)
+    _write_cosine(folder / "samples", schedule, seed)
+
+
+def _write_stage(stages: Path, method: str, seed: int) -> None:
+    folder = stages / f"distill-{method.lower()}" / _stage_key(method, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for step in range(1, 21):
+        row = {"step": step}
+        for k, term in enumerate(LOSS_TERMS[method]):
+            rate = 8.0 if method == "DMD" else 5.0  # ASD's terms fall faster, so the curves differ
+            row[term] = (1.0 + k) * np.exp(-step / rate) + 0.05 * seed
+        lines.append(json.dumps(row))
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def manifest(runs: list[dict], tracker: dict | None = None) -> dict:
+    return {"study": STUDY, "source": "ablation_asd.yaml", "preset": "smoke",
+            "config": {"name": STUDY, "seeds": list(SEEDS),
+                       "tracker": tracker or {"class_path": "harness.tracking.NullTracker"},
+                       "grid": {"variant": ["DMD", "ASD"], "steps": list(SCHEDULES)}},
+            "runs": runs, "provenance": {"git_commit": "0" * 40, "git_dirty": False,
+                                         "packages": {"torch": "2.13.0"}, "host": {"python": "3.11.7"}}}
+
+
+def write_ablation(runs_dir: Path, *, samples: bool = True) -> Path:
+    """Write the ablation study under ``runs_dir``; returns its study folder."""
+    study_dir, stages = runs_dir / STUDY, runs_dir / ".stages"
+    study_dir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for method in ("DMD", "ASD"):
+        for seed in SEEDS:
+            _write_stage(stages, method, seed)
+        for schedule in SCHEDULES:
+            for seed in SEEDS:
+                run = {"hash": run_hash(method, schedule, seed), "seed": seed,
+                       "labels": {"variant": method, "steps": schedule}, "name": f"{method}/{schedule}/seed={seed}"}
+                runs.append(run)
+                if (method, schedule, seed) == FAILED:
+                    _write_run(study_dir, run, None, "failed", "TrainingDiverged: loss_adv is nan at step 12")
+                    continue
+                metrics = _metrics(method, schedule, seed)
+                if (method, schedule, seed) == MISSING_DIMENSION[:3]:
+                    metrics.pop(MISSING_DIMENSION[3])
+                _write_run(study_dir, run, metrics, "complete")
+                if samples:
+                    _write_samples(study_dir / run["hash"], method, schedule, seed)
+    reference = {"hash": run_hash("real data"), "seed": 0, "labels": {"variant": "Real data", "steps": "—"},
+                 "name": "Real data/—/seed=0"}
+    runs.append(reference)
+    real = {**{d: 0.97 for d in QUALITY_DIMS + SEMANTIC_DIMS}, "total": 97.0, "quality": 97.5, "semantic": 95.0,
+            "fd": 0.0, "diversity": 0.45}
+    _write_run(study_dir, reference, real, "complete")
+    (study_dir / "study.json").write_text(json.dumps(manifest(runs), indent=1))
+    return study_dir

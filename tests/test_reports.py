@@ -1,0 +1,401 @@
+"""The reporting layer on synthetic run folders (tests/report_fixtures.py): tables, figures, findings,
+bad input, the W&B table, the command, and index.html loaded in headless Chromium."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from harness.errors import ConfigError
+from harness.tracking import Tracker
+from reports import build_report, build_reports
+from reports.collect import collect_study, load_curves
+from reports.tables import build_table, t_quantile, to_latex, to_markdown, welch_difference
+from tests import report_fixtures as fx
+
+CHROMIUM = Path("/usr/bin/chromium")
+INSTALL_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "install_chromium.sh"
+FIGURES = ("dimensions.png", "frontier.png", "qualitative.png", "x0_cosine.png", "training_curves.png")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The ablation fixture and its report, built once for the module."""
+    runs = tmp_path_factory.mktemp("runs")
+    fx.write_ablation(runs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("HARNESS_CACHE_DIR", raising=False)
+        result = build_reports(runs)
+    return runs, result
+
+
+def _row(table, method: str, steps: str):
+    return next(r for r in table.rows if (r.method, r.steps) == (method, steps))
+
+
+# -- statistics -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (10, 2.2281),
+                                          (30, 2.0423)])
+def test_t_quantile_matches_the_published_table(df, expected):
+    assert t_quantile(df) == pytest.approx(expected, abs=5e-5)
+
+
+def test_welch_difference_of_two_equal_spread_samples():
+    diff = welch_difference([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    # equal variances 1, n 3 each: se = sqrt(2/3), Welch df = 4
+    assert diff.mean == pytest.approx(1.0)
+    assert diff.half_width == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-5)
+    assert welch_difference([1.0], []) is None
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def test_table_rows_follow_the_study_order_with_seeds_counted(built):
+    runs, _ = built
+    table = build_table(collect_study(runs / fx.STUDY))
+    assert [(r.method, r.steps, r.nfe_text, r.n) for r in table.rows] == [
+        ("DMD", "1", "4", 3), ("DMD", "2", "6", 3), ("DMD", "1*", "7", 3),
+        ("ASD", "1", "4", 3), ("ASD", "2", "6", 2), ("ASD", "1*", "7", 3), ("Real data", "—", "—", 1)]
+    keys = [c.key for c in table.columns]
+    assert keys[:3] == ["total", "quality", "semantic"]
+    assert set(fx.QUALITY_DIMS + fx.SEMANTIC_DIMS) <= set(keys)
+    assert keys.index("imaging_quality") < keys.index("object_class") < keys.index("fd")
+    total = _row(table, "DMD", "1").cells["total"]
+    assert total.mean == pytest.approx(70.0)
+    assert total.half_width == pytest.approx(4.302653 * 0.5 / math.sqrt(3), rel=1e-5)
+
+
+def test_markdown_and_latex_mark_best_partial_and_missing(built):
+    runs, _ = built
+    table = build_table(collect_study(runs / fx.STUDY))
+    markdown = to_markdown(table).splitlines()
+    assert markdown[0].startswith("| Method | Steps | NFE | n | Total | Quality | Semantic | Subject consistency")
+    asd2 = next(line for line in markdown if line.startswith("| ASD | 2 | 6 | 2 |"))
+    assert "**78.75 ± 3.18**" in asd2  # best Total: mean of seeds 0 and 1 (seed 2 failed)
+    dmd_ffe = next(line for line in markdown if line.startswith("| DMD | 1* | 7 | 3 |"))
+    color = dmd_ffe.split(" | ")[4 + [c.key for c in table.columns].index("color")]
+    assert color.endswith("†")  # seed 1 lacks 'color'
+    real = next(line for line in markdown if line.startswith("| Real data |"))
+    assert "97.00" in real and "**97.00" not in real  # reference rows are never bold
+    assert real.rstrip(" |").endswith("—")  # no latency for real data
+    latex = to_latex(table)
+    assert r"\toprule" in latex and r"\midrule" in latex and r"\bottomrule" in latex
+    assert r"\textbf{78.75 $\pm$ 3.18}" in latex
+    assert r"Quality dimensions (\%)" in latex
+    body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+    assert len(body) == 7 and all(line.count("&") == 3 + len(table.columns) for line in body)
+
+
+def test_report_files_and_csv_numbers(built):
+    runs, result = built
+    out = runs / "report"
+    assert result.index == out / "index.html"
+    for name in ("table.md", "table.tex", "table.html", "table.csv", "findings.md", *FIGURES):
+        assert (out / name).stat().st_size > 0, name
+    csv = (out / "table.csv").read_text().splitlines()
+    assert csv[0].startswith("Method,Steps,NFE,n,Total,Total ±,Quality")
+    assert csv[1].startswith("DMD,1,4.0,3,70.0,1.242")
+    assert len(csv) == 8
+
+
+def test_figures_have_the_expected_layout(built):
+    runs, _ = built
+    with Image.open(runs / "report" / "qualitative.png") as grid:
+        # 6 rows with samples (real data has none), frames 16 px upscaled to 64, 2 px padding
+        assert grid.height == 2 + 6 * (64 + 2)
+    study = collect_study(runs / fx.STUDY)
+    curves = load_curves(study)
+    assert len(curves) == 3 * 20 * (2 + 4)  # seeds × steps × terms; shared by every schedule, read once
+    assert set(curves[curves["method"] == "ASD"]["term"]) == set(fx.LOSS_TERMS["ASD"])
+
+
+def test_cosine_matrices_per_frame_follow_the_schedule(built):
+    from reports.figures import FigureInputs, _row_cosine
+
+    runs, _ = built
+    study = collect_study(runs / fx.STUDY)
+    table = build_table(study)
+    inputs = FigureInputs(study, table, load_curves(study), runs / "unused")
+    ffe = _row_cosine(inputs, _row(table, "ASD", "1*"))
+    assert sorted(ffe) == [0, 1, 2, 3]
+    assert ffe[0].shape == (4, 4) and ffe[2].shape == (1, 1)  # first chunk: 4-step list; later: 1 step
+    assert ffe[0].diagonal() == pytest.approx([1.0] * 4)
+
+
+def test_findings_are_computed_from_the_numbers(built):
+    _, result = built
+    sentences = result.studies[0].findings
+    assert sentences[0] == "The tables rest on 18 complete runs of 19 (18 complete, 1 failed)."
+    half = 2.776445 * math.sqrt(2 * 0.25 / 3)  # Welch df 4, sd 0.5 on both sides
+    assert (f"At 1 step, ASD scores 6.00 Total points above DMD (95% CI of the difference "
+            f"[{6 - half:.2f}, {6 + half:.2f}], which excludes 0; n = 3 vs 3 seeds).") in sentences
+    assert any(s.startswith("For ASD, first-frame enhancement (1* steps) scores 2.00 Total points above plain 1")
+               and s.endswith("for 3 more NFE.") for s in sentences)
+    assert any(s.startswith("The highest Total is ASD at 2 steps (NFE 6): 78.75 ± ") for s in sentences)
+
+
+def test_index_bundles_everything_offline(built):
+    runs, _ = built
+    page = (runs / "report" / "index.html").read_text()
+    for name in FIGURES:
+        assert f'src="{name}"' in page
+    assert not re.search(r"(https?:)?//[a-z]", page.replace("<!DOCTYPE html>", ""))
+    assert str(runs) not in page and str(runs.resolve()) not in page
+    assert "ablation_asd.yaml" in page and "git_commit" in page  # resolved config and provenance
+    assert "TrainingDiverged: loss_adv is nan at step 12" in page
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_problems_are_reported_and_the_report_still_builds(built):
+    _, result = built
+    problems = result.studies[0].problems
+    assert any("ASD 2 seed 2): failed: TrainingDiverged" in p for p in problems)
+    assert any("DMD 1* seed 1): result.json has no 'color'" in p for p in problems)
+    assert not any("Real data" in p for p in problems)  # a reference row has no latency, rightly
+
+
+def test_no_complete_runs(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    for run in study.iterdir():
+        if (run / "status.json").exists():
+            (run / "status.json").write_text(json.dumps({"state": "failed", "reason": "killed"}))
+    result = build_reports(tmp_path)
+    report = result.studies[0]
+    assert report.problems[0] == "ablation_asd: no complete runs yet (19 run folders); the tables are empty"
+    assert report.findings == ["The tables rest on 0 complete runs of 19 (19 failed)."]
+    assert (tmp_path / "report" / "index.html").exists()
+    markdown = (tmp_path / "report" / "table.md").read_text()
+    assert [line for line in markdown.splitlines() if line.startswith("|")] == ["| Method | Steps | NFE | n |",
+                                                                                 "|:--|:-:|--:|--:|"]
+    assert "No complete runs: nothing to tabulate yet." in markdown
+
+
+def test_runs_of_another_study_are_left_out(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    stray = next(p for p in sorted(study.iterdir()) if (p / "config.yaml").exists())
+    config = yaml.safe_load((stray / "config.yaml").read_text())
+    (stray / "config.yaml").write_text(yaml.safe_dump({**config, "study": "main_table"}))
+    study_data = collect_study(study)
+    assert any(f"{stray.name}" in p and "names study 'main_table', not 'ablation_asd'" in p
+               for p in study_data.problems)
+    assert len(study_data.runs) == 18 and stray.name not in set(study_data.runs["hash"])
+
+
+def test_several_studies_get_one_folder_each_and_a_landing_page(tmp_path):
+    fx.write_ablation(tmp_path, samples=False)
+    other = tmp_path / "main_table"
+    shutil.copytree(tmp_path / fx.STUDY, other)
+    manifest = json.loads((other / "study.json").read_text())
+    (other / "study.json").write_text(json.dumps({**manifest, "study": "main_table"}))
+    for run in other.iterdir():
+        if (run / "config.yaml").exists():
+            config = yaml.safe_load((run / "config.yaml").read_text())
+            (run / "config.yaml").write_text(yaml.safe_dump({**config, "study": "main_table"}))
+    index = build_report(tmp_path, figures=False)
+    assert index == tmp_path / "report" / "index.html"
+    landing = index.read_text()
+    assert 'href="ablation_asd/index.html"' in landing and 'href="main_table/index.html"' in landing
+    assert (tmp_path / "report" / "main_table" / "table.md").exists()
+    assert build_report(tmp_path, "main_table", figures=False) == tmp_path / "report" / "main_table" / "index.html"
+
+
+def test_unknown_study_and_empty_folder_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no study folder here"):
+        build_report(tmp_path)
+    fx.write_ablation(tmp_path, samples=False)
+    with pytest.raises(ConfigError, match=r"no study 'nope' \(studies here: ablation_asd\)"):
+        build_report(tmp_path, "nope")
+
+
+# -- tracker and command --------------------------------------------------------------------------
+class TableRecorder(Tracker):
+    def __init__(self):
+        self.calls = []
+
+    def start(self, run):
+        self.calls.append(("start", run.id, run.group, run.job_type))
+
+    def log_table(self, key, dataframe):
+        self.calls.append(("table", key, dataframe))
+
+    def finish(self, status):
+        self.calls.append(("finish", status))
+
+
+def test_main_table_is_logged_to_the_tracker(tmp_path):
+    fx.write_ablation(tmp_path, samples=False)
+    recorder = TableRecorder()
+    build_report(tmp_path, tracker=recorder, figures=False)
+    assert recorder.calls[0] == ("start", "report-ablation_asd", "ablation_asd", "report")
+    _, key, frame = recorder.calls[1]
+    assert key == "main_table" and recorder.calls[2] == ("finish", "complete")
+    assert list(frame["Method"]) == ["DMD", "DMD", "DMD", "ASD", "ASD", "ASD", "Real data"]
+    assert frame.loc[0, "Total"] == pytest.approx(70.0) and "Total ±" in frame.columns
+
+
+def test_study_with_wandb_tracking_gets_the_table_in_its_offline_run(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["config"]["tracker"] = {"class_path": "harness.tracking.WandbTracker", "init_args": {"mode": "offline"}}
+    (study / "study.json").write_text(json.dumps(manifest))
+    report = build_reports(tmp_path, figures=False).studies[0]
+    assert not any("tracker" in p for p in report.problems)
+    (table_file,) = (study / "wandb").glob("offline-run-*-report-ablation_asd/files/media/table/main_table_*.json")
+    logged = json.loads(table_file.read_text())
+    assert logged["columns"][:5] == ["Method", "Steps", "NFE", "n", "Total"]
+    assert [row[:2] for row in logged["data"]] == [["DMD", "1"], ["DMD", "2"], ["DMD", "1*"], ["ASD", "1"],
+                                                   ["ASD", "2"], ["ASD", "1*"], ["Real data", "—"]]
+    assert logged["data"][0][4] == pytest.approx(70.0)
+
+
+def test_a_tracker_outside_the_allowlist_is_a_problem_not_a_crash(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["config"]["tracker"] = {"class_path": "os.system", "init_args": {}}
+    (study / "study.json").write_text(json.dumps(manifest))
+    report = build_reports(tmp_path, figures=False).studies[0]
+    assert any("'os.system' is not allowed" in p and "not sent to the tracker" in p for p in report.problems)
+
+
+def test_report_command_prints_the_index_and_warnings(built, capsys, monkeypatch):
+    from harness.commands.report import report
+
+    monkeypatch.setattr("reports.figures.FIGURE_BUILDERS", ())  # figures are checked above; keep this fast
+    runs, _ = built
+    assert report(runs / fx.STUDY) == 0  # a study folder works as RUNS_DIR too
+    out, err = capsys.readouterr()
+    assert "study ablation_asd: 18 of 19 runs complete" in out
+    assert out.strip().endswith(str(runs / fx.STUDY / "report" / "index.html"))
+    assert "warning: ablation_asd/" in err and "failed: TrainingDiverged" in err
+
+
+# -- headless Chromium ----------------------------------------------------------------------------
+class DevToolsPipe:
+    """The Chrome DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out, NUL-separated JSON)."""
+
+    def __init__(self, profile: Path):
+        commands_r, self._commands_w = os.pipe()
+        self._replies_r, replies_w = os.pipe()
+        # Copies above the low numbers (close-on-exec), so that wiring fds 3 and 4 cannot clobber them.
+        child_in = fcntl.fcntl(commands_r, fcntl.F_DUPFD_CLOEXEC, 100)
+        child_out = fcntl.fcntl(replies_w, fcntl.F_DUPFD_CLOEXEC, 100)
+        os.close(commands_r)
+        os.close(replies_w)
+
+        def wire_pipes():  # runs in the child: the browser reads fd 3 and writes fd 4
+            os.dup2(child_in, 3)
+            os.dup2(child_out, 4)
+
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+             f"--user-data-dir={profile}", "--remote-debugging-pipe"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=False, preexec_fn=wire_pipes)  # noqa: PLW1509 - no threads are started here
+        os.close(child_in)
+        os.close(child_out)
+        self._buffer, self._next_id, self.events = b"", 0, []
+
+    def _read_message(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._replies_r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("no reply from chromium")
+            chunk = os.read(self._replies_r, 1 << 16)
+            if not chunk:
+                raise EOFError("chromium closed the pipe")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30):
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._commands_w, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, event: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((e for e in self.events if e.get("method") == event), None)
+            if found:
+                return found
+            self.events.append(self._read_message(deadline))
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=5)
+        except (OSError, RuntimeError, TimeoutError, EOFError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._commands_w)
+        os.close(self._replies_r)
+
+
+def _chromium_or_skip() -> None:
+    if CHROMIUM.exists():
+        return
+    done = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0 or not CHROMIUM.exists():
+        pytest.skip(f"chromium could not be installed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
+def console_errors(events: list[dict]) -> list[str]:
+    errors = []
+    for event in events:
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            errors.append(" ".join(str(a.get("value", a.get("description"))) for a in params.get("args", [])))
+        elif method == "Runtime.exceptionThrown":
+            errors.append(params.get("exceptionDetails", {}).get("text", "exception"))
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+            errors.append(params["entry"].get("text", ""))
+    return errors
+
+
+def test_index_loads_in_headless_chromium_with_every_image(built, tmp_path):
+    _chromium_or_skip()
+    runs, _ = built
+    browser = DevToolsPipe(tmp_path / "profile")
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
+            browser.call(domain, session=session)
+        browser.call("Page.navigate", {"url": (runs / "report" / "index.html").resolve().as_uri()}, session=session)
+        browser.wait_for("Page.loadEventFired")
+        script = ("JSON.stringify(Array.from(document.images).map(i => "
+                  "[i.getAttribute('src'), i.complete, i.naturalWidth]))")
+        images = json.loads(browser.call("Runtime.evaluate", {"expression": script, "returnByValue": True},
+                                         session=session)["result"]["value"])
+        time.sleep(0.2)  # let late console events arrive
+        browser.call("Runtime.evaluate", {"expression": "1"}, session=session)
+    finally:
+        browser.close()
+    assert sorted(src for src, _, _ in images) == sorted(FIGURES)
+    assert all(complete and width > 0 for _, complete, width in images), images
+    assert console_errors(browser.events) == []

@@ -1,0 +1,222 @@
+"""The sprites world at smoke size: artifacts through a stage cache, the Euler sampler, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.diffusion import x0_from_v
+from harness.errors import CheckpointError, ConfigError
+from harness.ode import ode_timesteps, sample_ode
+from harness.stages import StageCache
+from harness.worlds.sprites.backbone import SpritesDiT
+from harness.worlds.sprites.dit_config import SpritesDiTConfig
+from harness.worlds.sprites.kv_cache import KVCache
+from harness.worlds.sprites.teacher import FlowRecipe, load_model, lr_factor, save_model
+from harness.worlds.sprites.world import SpritesWorld, world_preset
+
+torch.set_num_threads(1)
+
+
+class CacheStages:
+    """The StageProvider a RunContext gives a world, over a bare StageCache."""
+
+    def __init__(self, root: Path) -> None:
+        self.cache = StageCache(root)
+        self.built: list[str] = []
+
+    def stage(self, name, config, build, inputs=()):
+        def counted(path):
+            self.built.append(name)
+            return build(path)
+
+        return self.cache.get(name, config, counted, inputs)
+
+    def progress(self, stage=None, step=None, total=None) -> None:
+        pass
+
+
+def artifact_dirs(folder: Path) -> list[Path]:
+    """Finished artifact folders (lock files and temporary build folders start with a dot)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One smoke world with every artifact built once (shared by the tests of this module)."""
+    root = tmp_path_factory.mktemp("stages")
+    stages = CacheStages(root)
+    world = SpritesWorld("smoke")
+    models = {"teacher": world.teacher(stages), "init": world.causal_init(stages),
+              "df": world.diffusion_forcing(stages), "evaluator": world.evaluator(stages)}
+    return world, stages, models, root
+
+
+def test_artifacts_build_once_and_are_reused(built):
+    world, stages, models, root = built
+    assert stages.built == ["sprites-teacher", "sprites-causal-init", "sprites-diffusion-forcing",
+                            "sprites-classifier"]
+    [teacher_dir] = artifact_dirs(root / "sprites-teacher")
+    mtime = (teacher_dir / "model.safetensors").stat().st_mtime_ns
+    again = SpritesWorld("smoke")
+    again.teacher(stages)
+    again.causal_init(stages)
+    assert stages.built == ["sprites-teacher", "sprites-causal-init", "sprites-diffusion-forcing",
+                            "sprites-classifier"]
+    assert (teacher_dir / "model.safetensors").stat().st_mtime_ns == mtime
+    [init_dir] = artifact_dirs(root / "sprites-causal-init")
+    init_manifest = json.loads((init_dir / "stage.json").read_text())
+    teacher_manifest = json.loads((teacher_dir / "stage.json").read_text())
+    assert init_manifest["inputs"] == [teacher_manifest["key"]]
+
+
+def test_changed_recipe_is_a_new_artifact(built, tmp_path):
+    _, stages, _, root = built
+    SpritesWorld("smoke", teacher_steps=3).teacher(stages)
+    assert stages.built[-1] == "sprites-teacher"
+    assert len(artifact_dirs(root / "sprites-teacher")) == 2
+
+
+def test_models_run_and_causal_init_differs_from_teacher(built):
+    world, _, models, _ = built
+    shape = world.video_shape
+    x = torch.randn(shape.tensor_shape(2))
+    cond = world.encode_prompts(world.prompts("eval")[:2])
+    for key in ("teacher", "init", "df"):
+        v = models[key](x, 500.0, cond, causal=key != "teacher")
+        assert v.shape == x.shape and torch.isfinite(v).all()
+    moved = [not torch.equal(a, b) for a, b in zip(models["teacher"].parameters(), models["init"].parameters())]
+    assert any(moved)
+    assert world.decode(x).shape == (2, shape.frames, shape.height, shape.width, 3)
+
+
+def test_evaluator_scores_real_videos(built):
+    world, _, models, _ = built
+    videos, prompts = world.real_videos(4, seed=3, split="eval")
+    raw = models["evaluator"].score(world.decode(videos), prompts)
+    assert raw["color"] == pytest.approx(1.0) and raw["object_class"] == pytest.approx(1.0)
+
+
+def test_one_euler_step_from_noise_is_x_minus_v():
+    torch.manual_seed(0)
+    model = SpritesDiT(SpritesDiTConfig.preset("smoke"))
+    for p in model.final.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x_t = torch.randn(2, 2, 3, 16, 16)
+    cond = torch.randint(1, 20, (2, 5))
+    out = sample_ode(model, x_t, cond, steps=1)
+    v = model(x_t, 1000.0, cond, causal=False)
+    torch.testing.assert_close(out.x0, x_t - v)
+    torch.testing.assert_close(out.x0, x0_from_v(x_t, v, 1.0))
+
+
+@pytest.mark.parametrize("form,scale", [("standard", 2.5), ("self_forcing", 1.5)])
+def test_cfg_forms_agree_with_conventions(form, scale):
+    torch.manual_seed(1)
+    model = SpritesDiT(SpritesDiTConfig.preset("smoke"))
+    for p in model.final.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x_t = torch.randn(2, 2, 3, 16, 16)
+    cond, uncond = torch.randint(1, 20, (2, 5)), torch.zeros(2, 5, dtype=torch.long)
+    out = sample_ode(model, x_t, cond, uncond, steps=1, guidance_scale=scale, cfg_form_name=form)
+    vc, vu = model(x_t, 1000.0, cond, causal=False), model(x_t, 1000.0, uncond, causal=False)
+    g = scale + (1.0 if form == "self_forcing" else 0.0)
+    torch.testing.assert_close(out.x0, x_t - (vu + g * (vc - vu)), rtol=1e-5, atol=1e-5)
+
+
+def test_ode_grid_passes_through_the_warped_step_list():
+    grid = ode_timesteps(48, shift=5.0)
+    assert grid[0] == pytest.approx(1000.0) and grid[-1] == 0.0
+    assert [grid[i] for i in (12, 24, 36)] == pytest.approx([937.5, 833.3333, 625.0])
+    torch.manual_seed(0)
+    model = SpritesDiT(SpritesDiTConfig.preset("smoke"))
+    out = sample_ode(model, torch.randn(1, 2, 3, 16, 16), torch.ones(1, 3, dtype=torch.long), steps=8,
+                     return_trajectory=True)
+    assert len(out.trajectory) == 9
+    assert out.states_at([1000.0, 625.0])[1] is out.trajectory[6]
+    with pytest.raises(ConfigError, match="not on the ODE grid"):
+        out.states_at([700.0])
+
+
+def test_lr_schedule_warms_up_and_decays():
+    recipe = FlowRecipe(steps=100, warmup=10, min_lr_ratio=0.1)
+    assert lr_factor(0, recipe) == pytest.approx(0.1)
+    assert lr_factor(10, recipe) == pytest.approx(1.0)
+    assert lr_factor(100, recipe) == pytest.approx(0.1)
+
+
+def _saved(tmp_path: Path) -> tuple[Path, SpritesDiT]:
+    preset = world_preset("smoke")
+    model = SpritesDiT(preset.dit)
+    save_model(tmp_path, model, preset.world, kind="teacher", recipe={}, metrics={})
+    return tmp_path, model
+
+
+def test_checkpoint_round_trip(tmp_path):
+    folder, model = _saved(tmp_path)
+    loaded = load_model(folder, model.config, kind="teacher")
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_corrupt_weights_name_the_file(tmp_path):
+    folder, model = _saved(tmp_path)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_model(folder, model.config)
+
+
+def test_mismatched_config_names_the_field(tmp_path):
+    folder, model = _saved(tmp_path)
+    with pytest.raises(CheckpointError, match=r"model.json.*dit.dim"):
+        load_model(folder, model.config.replace(dim=64, heads=2))
+    with pytest.raises(CheckpointError, match="holds a 'teacher' model"):
+        load_model(folder, model.config, kind="causal_init")
+    (folder / "model.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="model.json: not valid JSON"):
+        load_model(folder)
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="model.json: missing"):
+        load_model(tmp_path)
+
+
+def test_world_from_jsonargparse_config():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--world", type=SpritesWorld)
+    cfg = parser.parse_object({"world": {"class_path": "harness.worlds.sprites.world.SpritesWorld",
+                                         "init_args": {"size": "smoke", "guidance_scale": 2.0,
+                                                       "cfg_form": "self_forcing"}}})
+    world = parser.instantiate(cfg).world
+    assert isinstance(world, SpritesWorld)
+    assert world.guidance.scale == 2.0 and world.guidance.form == "self_forcing"
+    assert world.config()["guidance"] == {"scale": 2.0, "form": "self_forcing"}
+
+
+def test_bad_world_arguments_name_the_field():
+    with pytest.raises(ConfigError, match="size 'huge'"):
+        SpritesWorld("huge")
+    with pytest.raises(ConfigError, match="cfg_form 'nope'"):
+        SpritesWorld("smoke", cfg_form="nope")
+    with pytest.raises(ConfigError, match="teacher_steps"):
+        SpritesWorld("smoke", teacher_steps=0)
+
+
+def test_cache_pass_matches_training_context(built):
+    """The init's training reads clean context through the cache, as the causal sampler does."""
+    world, _, models, _ = built
+    model, fpc = models["init"], world.video_shape.frames_per_chunk
+    x = torch.randn(world.video_shape.tensor_shape(1))
+    cond = world.encode_prompts(["a red circle moving left"])
+    cache = KVCache()
+    model(x[:, :fpc], 0.0, cond, kv_cache=cache, write_cache=True)
+    chunk = model(x[:, fpc:2 * fpc], 400.0, cond, kv_cache=cache)
+    t = torch.tensor([[0.0] * fpc + [400.0] * fpc])
+    full = model(x[:, : 2 * fpc], t, cond)
+    torch.testing.assert_close(chunk, full[:, fpc:], rtol=1e-4, atol=1e-5)
