@@ -11,7 +11,7 @@ STUDY ?= studies/ablation_asd.yaml
 PRESET ?= default
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench clean vbench-env
+.PHONY: install run test bench clean vbench-env system-deps
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ VBENCH_VENV ?= .cache/vbench-venv
 vbench-env:
 	bash scripts/vbench_env.sh $(VBENCH_VENV)
 
-test: install vbench-env
+# Programs the tests drive for real: Chromium for the HTML report (installed with apt when absent).
+system-deps:
+	bash scripts/install_chromium.sh
+
+test: install vbench-env system-deps
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

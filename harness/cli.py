@@ -37,6 +37,8 @@ def _run_parser() -> ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="run N runs at once in a local process pool")
     p.add_argument("--force", action="store_true", help="recompute runs even when complete")
     p.add_argument("--plain", action="store_true", help="log lines instead of a live display")
+    p.add_argument("--no-report", dest="no_report", action="store_true",
+                   help="do not build RUNS_DIR/report/ at the end")
     return p
 
 
@@ -76,10 +78,27 @@ def _eval(**kwargs) -> int:
     return eval_command(**kwargs)
 
 
+def _report_parser() -> ArgumentParser:
+    from .commands.report import report
+
+    p = ArgumentParser(description=(report.__doc__ or "").split("\n")[0], exit_on_error=False)
+    p.add_argument("runs_dir", type=Path, nargs="?", default=Path("runs"), help="a runs folder or one study's folder")
+    p.add_argument("--study", type=str | None, default=None, help="report only this study of the folder")
+    return p
+
+
+def _report(**kwargs) -> int:
+    """Write paper-style tables, figures, findings and index.html to RUNS_DIR/report/."""
+    from .commands.report import report
+
+    return report(**kwargs)
+
+
 COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
     "run": (_run_parser, run),
     "validate": (_validate_parser, validate),
     "ls": (_ls_parser, ls),
+    "report": (_report_parser, _report),
     "eval": (_eval_parser, _eval),
 }
 

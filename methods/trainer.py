@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -140,14 +141,16 @@ class Trainer:
         while step < s.steps:
             row: dict[str, float] = {}
             if step % s.critic_updates_per_generator == 0:
+                g_step = recipe.generator_step
                 row.update(
                     self._update(
-                        "generator", recipe, recipe.generator, recipe.critic, self.opt_g, step, noise
+                        "generator", g_step, recipe.generator, recipe.critic, self.opt_g, step, noise
                     )
                 )
                 self.ema.update(recipe.generator, step)
+            c_step = recipe.critic_step
             row.update(
-                self._update("critic", recipe, recipe.critic, recipe.generator, self.opt_c, step, noise)
+                self._update("critic", c_step, recipe.critic, recipe.generator, self.opt_c, step, noise)
             )
             self.ctx.log(row, step)
             step += 1
@@ -159,7 +162,7 @@ class Trainer:
     def _update(
         self,
         role: str,
-        recipe: TrainingRecipe,
+        compute: Callable[[int, NoiseSource], StepOutput],
         trained: nn.Module,
         frozen: nn.Module,
         optimiser: torch.optim.Optimizer,
@@ -170,9 +173,7 @@ class Trainer:
         _set_trainable(frozen, False)
         try:
             optimiser.zero_grad(set_to_none=True)
-            out = (
-                recipe.generator_step(step, noise) if role == "generator" else recipe.critic_step(step, noise)
-            )
+            out = compute(step, noise)
             row = {f"{role}/loss": _finite(out.loss, f"{role} loss", step)}
             row.update({f"{role}/{name}": _finite(term, name, step) for name, term in out.terms.items()})
             out.loss.backward()

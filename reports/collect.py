@@ -133,8 +133,7 @@ def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -
     nfe = metrics.get("nfe")
     row = {
         "hash": run_dir.hash, "study": cfg.get("study"), "order": order.get(run_dir.hash, len(order)),
-        "method": str(labels.get("variant") or metrics.get("method") or "/".join(map(str, labels.values()))
-                      or run_dir.hash),
+        "method": _method_name(labels, metrics, run_dir.hash),
         "steps": str(metrics.get("schedule") or labels.get("steps") or MISSING_LABEL),
         "nfe": float(nfe) if _numeric(nfe) else math.nan,
         "seed": cfg.get("seed", entry.get("seed")), "state": state, "reason": reason, "seconds": seconds,
@@ -145,6 +144,15 @@ def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -
         if key not in DESCRIPTIVE and _numeric(value):
             row[f"m:{key}"] = float(value)
     return row
+
+
+def _method_name(labels: dict[str, Any], metrics: dict[str, Any], fallback: str) -> str:
+    """The row's display name: the variant label, plus any label other than steps and seed, so that
+    a grid over more axes than (variant, steps) never merges distinct runs into one row."""
+    variant = labels.get("variant") or metrics.get("method")
+    extra = [str(v) for k, v in labels.items() if k not in ("variant", "steps", "seed")]
+    parts = ([str(variant)] if variant else []) + extra
+    return "/".join(parts) or fallback
 
 
 def _describe(row: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .collect import StudyData
+from .collect import MISSING_LABEL, StudyData
 from .tables import Estimate, ResultTable, TableRow, welch_difference
 
 FFE_SUFFIX = "*"
@@ -26,6 +26,9 @@ def _distilled(table: ResultTable) -> list[TableRow]:
 
 
 def _steps_phrase(steps: str) -> str:
+    """'1 step', '2* steps'; empty for rows without a step count (real data, a generic pipeline)."""
+    if steps == MISSING_LABEL:
+        return ""
     return f"{steps} step" if steps == "1" else f"{steps} steps"
 
 
@@ -50,8 +53,10 @@ def best_row(table: ResultTable) -> list[str]:
     best = max(rows, key=lambda r: r.cells[key].mean)
     cell = best.cells[key]
     interval = "" if math.isnan(cell.half_width) else f" ± {cell.half_width:.2f}"
-    sentence = (f"The highest {key.capitalize()} is {best.method} at {_steps_phrase(best.steps)} "
-                f"(NFE {best.nfe_text}): {cell.mean:.2f}{interval} over {cell.n} seed{'s' if cell.n != 1 else ''}.")
+    where = f" at {_steps_phrase(best.steps)}" if _steps_phrase(best.steps) else ""
+    cost = "" if math.isnan(best.nfe) else f" (NFE {best.nfe_text})"
+    sentence = (f"The highest {key.capitalize()} is {best.method}{where}{cost}: "
+                f"{cell.mean:.2f}{interval} over {cell.n} seed{'s' if cell.n != 1 else ''}.")
     return [sentence]
 
 
@@ -72,7 +77,8 @@ def methods_at_equal_steps(table: ResultTable) -> list[str]:
         for other in (r for r in rows if r is not best):
             diff = welch_difference(best.values[key], other.values[key], table.confidence)
             text = describe_difference(diff, key.capitalize() + " points", other.method, _seeds(best, other, key))
-            sentences.append(f"At {_steps_phrase(steps)}, {best.method} scores {text}.")
+            where = f"At {_steps_phrase(steps)}, " if _steps_phrase(steps) else ""
+            sentences.append(f"{where}{best.method} scores {text}.")
     return sentences
 
 

@@ -174,6 +174,9 @@ def build_table(study: StudyData, confidence: float = CONFIDENCE) -> ResultTable
             row.cells[column.key] = estimate(row.values[column.key], confidence)
         rows.append((group["order"].min(), row))
     rows.sort(key=lambda pair: pair[0])
+    if all(row.reference for _, row in rows):  # a study with no distilled generator has no reference rows
+        for _, row in rows:
+            row.reference = False
     return ResultTable(study.name, [r for _, r in rows], list(study.columns), confidence)
 
 

@@ -53,6 +53,9 @@ def test_run_writes_the_store_and_a_rerun_recomputes_nothing(tmp_path):
     first = harness("run", str(study), "--runs-dir", str(runs), "--plain")
     assert first.returncode == 0, first.stderr
     assert "4 runs — 4 computed, 0 already complete, 0 failed" in first.stdout
+    assert f"report: {runs / 'report' / 'index.html'}" in first.stdout  # built at the end of `harness run`
+    table = (runs / "report" / "table.md").read_text()
+    assert table.startswith("| Method | Steps | NFE | n | Total |") and "| b |" in table
     dirs = run_dirs(runs)
     assert len(dirs) == 4
     for d in dirs:
@@ -76,12 +79,12 @@ def test_run_writes_the_store_and_a_rerun_recomputes_nothing(tmp_path):
     assert (tmp_path / "builds.log").read_text().count("\n") == 1  # one shared stage for all four runs
 
     mtimes = {d: (d / "result.json").stat().st_mtime_ns for d in dirs}
-    again = harness("run", str(study), "--runs-dir", str(runs), "--plain")
+    again = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report")
     assert again.returncode == 0 and "0 computed, 4 already complete" in again.stdout
     assert all((d / "result.json").stat().st_mtime_ns == mtimes[d] for d in dirs)
     assert all(steps_executed(d) == [1, 2, 3] for d in dirs)
 
-    forced = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--force")
+    forced = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report", "--force")
     assert "4 computed" in forced.stdout
     assert all(steps_executed(d) == [1, 2, 3] for d in dirs)  # --force starts each run from scratch
 
@@ -94,7 +97,7 @@ def test_run_writes_the_store_and_a_rerun_recomputes_nothing(tmp_path):
 
 def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
     study, runs = make_study(tmp_path, steps=6, sleep=0.25), tmp_path / "runs"
-    proc = harness_proc("run", str(study), "--runs-dir", str(runs), "--plain")
+    proc = harness_proc("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report")
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until one run is complete and the next is mid-way
         dirs = run_dirs(runs) if (runs / "eng").exists() else []
@@ -115,7 +118,7 @@ def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
     listing = harness("ls", str(runs))
     assert "stale" in listing.stdout  # marked running, but its process is gone
 
-    rerun = harness("run", str(study), "--runs-dir", str(runs), "--plain")
+    rerun = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report")
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(complete)} already complete" in rerun.stdout
     for d in complete:
@@ -132,7 +135,7 @@ def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
 
 def test_two_concurrent_runs_of_one_study_never_run_a_run_twice(tmp_path):
     study, runs = make_study(tmp_path, steps=3, sleep=0.1, build_sleep=0.5), tmp_path / "runs"
-    procs = [harness_proc("run", str(study), "--runs-dir", str(runs), "--plain") for _ in range(2)]
+    procs = [harness_proc("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report") for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     for d in run_dirs(runs):
@@ -145,7 +148,7 @@ def test_two_concurrent_runs_of_one_study_never_run_a_run_twice(tmp_path):
 
 def test_failed_run_is_recorded_and_the_study_goes_on(tmp_path):
     study, runs = make_study(tmp_path, extra="  - variant: {broken: {fail_at_step: 2}}\n"), tmp_path / "runs"
-    proc = harness("run", str(study), "--runs-dir", str(runs), "--plain")
+    proc = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report")
     assert proc.returncode == 1
     assert "6 runs — 4 computed, 0 already complete, 2 failed" in proc.stderr
     assert "failed broken/seed=0: RuntimeError: planned failure at step 2" in proc.stderr
@@ -163,7 +166,7 @@ def test_failed_run_is_recorded_and_the_study_goes_on(tmp_path):
 def test_nan_in_training_fails_the_run_naming_step_and_term(tmp_path, write_study):
     path = write_study("name: nan\nallow_modules: [tests.toy_pipeline]\n"
                        "pipeline: {class_path: tests.toy_pipeline.NaNPipeline, init_args: {bad_step: 3}}\n")
-    proc = harness("run", str(path), "--runs-dir", str(tmp_path / "runs"), "--plain")
+    proc = harness("run", str(path), "--runs-dir", str(tmp_path / "runs"), "--plain", "--no-report")
     assert proc.returncode == 1
     assert "loss_dmd is nan at step 3" in proc.stderr
     run = next(p for p in (tmp_path / "runs" / "nan").iterdir() if p.is_dir())
@@ -172,7 +175,7 @@ def test_nan_in_training_fails_the_run_naming_step_and_term(tmp_path, write_stud
 
 def test_process_pool_executor_runs_the_study(tmp_path):
     study, runs = make_study(tmp_path), tmp_path / "runs"
-    proc = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--workers", "2")
+    proc = harness("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report", "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "4 computed" in proc.stdout
     pids = {e["pid"] for d in run_dirs(runs) for e in read_jsonl(d / "events.jsonl")}

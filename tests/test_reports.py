@@ -192,6 +192,16 @@ def test_runs_of_another_study_are_left_out(tmp_path):
     assert len(study_data.runs) == 18 and stray.name not in set(study_data.runs["hash"])
 
 
+def test_labels_beyond_variant_and_steps_keep_rows_apart(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    tuned = study / fx.run_hash("DMD", "1", 0)
+    config = yaml.safe_load((tuned / "config.yaml").read_text())
+    config["labels"]["lr"] = "high"
+    (tuned / "config.yaml").write_text(yaml.safe_dump(config))
+    table = build_table(collect_study(study))
+    assert [(r.method, r.steps, r.n) for r in table.rows[:2]] == [("DMD/high", "1", 1), ("DMD", "1", 2)]
+
+
 def test_several_studies_get_one_folder_each_and_a_landing_page(tmp_path):
     fx.write_ablation(tmp_path, samples=False)
     other = tmp_path / "main_table"

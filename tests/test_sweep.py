@@ -51,7 +51,8 @@ sweep:
     scale: {{low: 0.5, high: 4.0}}
   sampler: {{class_path: harness.sweep.TPE, init_args: {{seed: 3, n_startup_trials: 4}}}}
   baselines: [{{scale: 1.0}}]
-  grace_s: 2
+  heartbeat_s: 1
+  grace_s: 4
 {extra}"""
 
 

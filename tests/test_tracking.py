@@ -33,7 +33,7 @@ def study(tmp_path: Path, tracker: str) -> Path:
 def test_offline_wandb_run_is_read_back_with_wandbs_reader(tmp_path):
     runs = tmp_path / "runs"
     proc = harness("run", str(study(tmp_path, "{class_path: harness.tracking.WandbTracker, init_args: {project: t}}")),
-                   "--runs-dir", str(runs), "--plain", env=cli_env(WANDB_API_KEY=SECRET, WANDB_MODE="offline"))
+                   "--runs-dir", str(runs), "--plain", "--no-report", env=cli_env(WANDB_API_KEY=SECRET, WANDB_MODE="offline"))
     assert proc.returncode == 0, proc.stderr
     run_dir = next(p for p in (runs / "tracked").iterdir() if p.is_dir() and (p / "result.json").exists())
     wandb_runs = list((runs / "tracked" / "wandb").glob(f"offline-run-*-{run_dir.name}"))
@@ -58,7 +58,7 @@ def test_wandb_group_and_job_type_come_from_study_and_method(tmp_path):
     """The W&B run's group is the study; job_type names the pipeline's method (here the pipeline)."""
     runs = tmp_path / "runs"
     harness("run", str(study(tmp_path, "{class_path: harness.tracking.WandbTracker}")), "--runs-dir", str(runs),
-            "--plain")
+            "--plain", "--no-report")
     wandb_run = next((runs / "tracked" / "wandb").glob("offline-run-*"))
     records = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(wandb_run)],
                              capture_output=True, text=True, timeout=120, env=cli_env()).stdout
@@ -70,7 +70,7 @@ def test_wandb_group_and_job_type_come_from_study_and_method(tmp_path):
 def test_a_failing_tracker_never_fails_a_run(tmp_path):
     runs = tmp_path / "runs"
     proc = harness("run", str(study(tmp_path, "{class_path: tests.toy_pipeline.BrokenTracker}")),
-                   "--runs-dir", str(runs), "--plain")
+                   "--runs-dir", str(runs), "--plain", "--no-report")
     assert proc.returncode == 0, proc.stderr
     assert "1 computed" in proc.stdout
     assert "tracker BrokenTracker.start failed: ConnectionError: tracker service unreachable" in proc.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import HarnessError
 from ..driver import DEFAULT_RUNS_DIR, make_executor, run_study
 from ..progress import make_progress
 from ..study import check_instantiable, load_study
@@ -14,7 +15,7 @@ from ..study import check_instantiable, load_study
 
 def run(study: Path, preset: str | None = None, overrides: list[str] | None = None,
         runs_dir: Path = Path(DEFAULT_RUNS_DIR), cache_dir: Path | None = None, workers: int | None = None,
-        force: bool = False, print_config: bool = False, plain: bool = False) -> int:
+        force: bool = False, print_config: bool = False, plain: bool = False, no_report: bool = False) -> int:
     """Run every run of a study that is not complete yet; complete runs are skipped, dead ones resumed."""
     resolved = load_study(study, preset, overrides)
     if print_config:
@@ -29,7 +30,21 @@ def run(study: Path, preset: str | None = None, overrides: list[str] | None = No
         display.close()
     for line in summary.lines():
         print(line, file=sys.stderr if summary.failed else sys.stdout)
+    if not no_report and len(summary.failed) < len(summary.outcomes):
+        _report(runs_dir, resolved.name)
     return summary.exit_code
+
+
+def _report(runs_dir: Path, study: str) -> None:
+    """The study's report, built from whatever completed; a report problem never fails the study."""
+    from reports import build_reports
+
+    try:
+        result = build_reports(runs_dir, study)
+    except HarnessError as exc:
+        print(f"warning: report not built: {exc}", file=sys.stderr)
+        return
+    print(f"report: {result.index}")
 
 
 def validate(study: Path, preset: str | None = None, overrides: list[str] | None = None,

@@ -114,6 +114,9 @@ def parse_sweep(study: ResolvedStudy) -> SweepSpec:
     for name in ("n_trials", "heartbeat_s", "grace_s"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{source}: key 'sweep.{name}' must be at least 1, got {getattr(config, name)}")
+    if config.grace_s <= config.heartbeat_s:
+        raise ConfigError(f"{source}: key 'sweep.grace_s' ({config.grace_s}) must exceed sweep.heartbeat_s "
+                          f"({config.heartbeat_s}), or live trials are failed as stale")
     return SweepSpec(config, params, study)
 
 

@@ -60,13 +60,13 @@ class Detector:
         """(index of the nearest known colour, its RGB distance) for float frames [..., 3]."""
         channels = [np.ascontiguousarray(frames[..., i], dtype=np.float32) for i in range(3)]
         best = np.full(channels[0].shape, np.inf, dtype=np.float32)
-        nearest = np.zeros(channels[0].shape, dtype=np.int64)
+        nearest = np.zeros(channels[0].shape, dtype=np.int8)
         for j, colour in enumerate(self.known):  # a running minimum beats a [..., K] array on 2 cores
             d2 = sum((ch - v) ** 2 for ch, v in zip(channels, colour))
             closer = d2 < best
-            best = np.where(closer, d2, best)
-            nearest[closer] = j
-        return nearest, np.sqrt(best)
+            np.minimum(best, d2, out=best)
+            np.copyto(nearest, np.int8(j), where=closer)
+        return nearest.astype(np.int64), np.sqrt(best)
 
     def _detect(self, videos: np.ndarray) -> Detections:
         n, t, h, w, _ = videos.shape

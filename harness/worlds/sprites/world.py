@@ -149,6 +149,17 @@ class SpritesWorld(World):
     def make_backbone(self) -> nn.Module:
         return SpritesDiT(self.preset.dit)
 
+    def sample_teacher(self, teacher: nn.Module, prompts: Sequence[str], seed: int,
+                       steps: int | None = None) -> torch.Tensor:
+        """The teacher's Euler samples [n, F, C, H, W] with the world's CFG (the teacher row of a table)."""
+        from harness.ode import sample_ode
+
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn(self.video_shape.tensor_shape(len(prompts)), generator=gen)
+        return sample_ode(teacher, noise, self.encode_prompts(prompts), self.null_condition(len(prompts)),
+                          steps=steps or self.sample_steps, shift=self.sample_shift,
+                          guidance_scale=self.guidance.scale, cfg_form_name=self.guidance.form).x0
+
     def decode(self, x: torch.Tensor) -> np.ndarray:
         return from_model(x.detach().float().cpu().numpy())
 
