@@ -43,22 +43,30 @@ def main() -> None:
     cfg = SpritesConfig(resolution=args.resolution, frames=args.frames)
     data = SpritesData(cfg)
     print(f"world: {cfg.resolution}x{cfg.resolution}, {cfg.frames} frames, object size {cfg.size}px")
+    seeds = iter(range(10**6))
     for n in (64, 1024):
-        seeds = iter(range(10**6))
-        print(f"renderer, batch {n:5d}: {rate(lambda: data.render(n, next(seeds)), n, args.repeats):9.0f} videos/s")
-        print(f"data.batch, batch {n:5d}: {rate(lambda: data.batch(n, next(seeds)), n, args.repeats):9.0f} videos/s")
+        render = rate(lambda n=n: data.render(n, next(seeds)), n, args.repeats)
+        batch = rate(lambda n=n: data.batch(n, next(seeds)), n, args.repeats)
+        print(f"renderer, batch {n:5d}: {render:9.0f} videos/s")
+        print(f"data.batch (render + tokens + tensors), batch {n:5d}: {batch:9.0f} videos/s")
     real = data.render(args.eval_videos, 0, split="eval")
     bench = SpritesBench(cfg)
     n = args.eval_videos
-    print(f"sprites-bench score, {n} videos: {rate(lambda: bench.score(real.videos, real.prompts), n, args.repeats):9.1f} videos/s")
+    print(
+        f"sprites-bench score, {n} videos: {rate(lambda: bench.score(real.videos, real.prompts), n, args.repeats):9.1f} videos/s"
+    )
     noise = np.random.default_rng(0).integers(0, 256, size=real.videos.shape, dtype=np.uint8)
-    print(f"sprites-bench score, {n} noise videos: {rate(lambda: bench.score(noise, real.prompts), n, args.repeats):9.1f} videos/s")
+    print(
+        f"sprites-bench score, {n} noise videos: {rate(lambda: bench.score(noise, real.prompts), n, args.repeats):9.1f} videos/s"
+    )
     if args.train_classifier:
         clf_cfg = ClassifierConfig()
         with tempfile.TemporaryDirectory() as out:
             metrics = train_classifier(out, clf_cfg, cfg)
-        print(f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {metrics['train_seconds']:.1f} s, "
-              f"exact multi-label accuracy on eval prompts {metrics['eval_accuracy']:.3f}")
+        print(
+            f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {metrics['train_seconds']:.1f} s, "
+            f"exact multi-label accuracy on eval prompts {metrics['eval_accuracy']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def test_physics_fit_is_exact_on_clean_trajectories_and_not_on_jittered_ones(dat
     tracks = st.top_left[st.present].astype(float)
     observed = np.ones(tracks.shape[:2], dtype=bool)
     clean = fit_trajectories(tracks, observed, travel, data.cfg.speed_max + 1.0)
-    assert np.all(clean.rms == 0) and np.array_equal(clean.velocity, st.velocity[st.present][:, 0].astype(float))
+    assert np.all(clean.rms == 0) and np.array_equal(
+        clean.velocity, st.velocity[st.present][:, 0].astype(float)
+    )
     shaken = tracks + np.random.default_rng(0).choice([-2.0, 2.0], size=tracks.shape)
     assert np.median(fit_trajectories(shaken, observed, travel, 4.0).rms) > 1.0
 
@@ -134,7 +136,10 @@ def test_aggregation_follows_vbench_formula():
     assert scores["semantic"] == pytest.approx(semantic)
     assert scores["total"] == pytest.approx((4 * quality + semantic) / 5)
     del raw["color"]
-    with pytest.raises(ConfigError, match="no score for dimension.*color"):
+    with pytest.raises(ConfigError, match="sprites-bench score: dimension 'color' is missing"):
+        aggregate(raw)
+    raw["color"] = float("nan")
+    with pytest.raises(ConfigError, match="dimension 'color' has non-finite value"):
         aggregate(raw)
 
 
@@ -178,8 +183,9 @@ def test_per_prompt_diversity_sees_mode_collapse():
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("classifier")
-    metrics = train_classifier(out, ClassifierConfig(steps=12, batch_size=16, width=8, feature_dim=16),
-                               SpritesConfig())
+    metrics = train_classifier(
+        out, ClassifierConfig(steps=12, batch_size=16, width=8, feature_dim=16), SpritesConfig()
+    )
     assert set(metrics) == {"train_loss", "train_seconds", "eval_accuracy"}
     return out
 

@@ -26,7 +26,9 @@ def test_prompt_text_and_parse_round_trip():
     scene = Scene((ObjectSpec("red", "circle", "left"), ObjectSpec("blue", "square", "up")))
     assert scene.prompt == "a red circle moving left and a blue square moving up"
     assert parse_prompt(scene.prompt) == scene
-    assert parse_prompt("a blue square and a yellow triangle").objects[1] == ObjectSpec("yellow", "triangle", None)
+    assert parse_prompt("a blue square and a yellow triangle").objects[1] == ObjectSpec(
+        "yellow", "triangle", None
+    )
     assert parse_prompt("  A Red Circle  ") == Scene((ObjectSpec("red", "circle", None),))
 
 
@@ -89,4 +91,6 @@ def test_unknown_split_and_empty_heldout_are_errors():
     with pytest.raises(ConfigError, match="split 'heldout' is empty"):
         suite.sample(1, np.random.default_rng(0), "heldout")
     with pytest.raises(ConfigError, match="removes every colour-shape pair"):
-        PromptSuite(SpritesConfig(colors=("red",), shapes=("circle",), max_objects=1, held_out=(("red", "circle"),)))
+        PromptSuite(
+            SpritesConfig(colors=("red",), shapes=("circle",), max_objects=1, held_out=(("red", "circle"),))
+        )

@@ -97,7 +97,11 @@ def test_states_match_prompts(batch):
 def test_train_split_never_renders_held_out_pairs(data):
     held = set(data.cfg.held_out)
     st = data.render(512, 11, split="train").states
-    pairs = {(COLOR_NAMES[c], SHAPES[s]) for c, s, p in zip(st.color.ravel(), st.shape.ravel(), st.present.ravel()) if p}
+    pairs = {
+        (COLOR_NAMES[c], SHAPES[s])
+        for c, s, p in zip(st.color.ravel(), st.shape.ravel(), st.present.ravel())
+        if p
+    }
     assert pairs and not pairs & held
 
 

@@ -44,6 +44,11 @@ def save_samples(ctx: RunContext, videos: np.ndarray, prompts: list[str], *, cou
     return names
 
 
+def take_prompts(prompts: list[str], n: int) -> list[str]:
+    """``n`` prompts, cycling through the list when it is shorter."""
+    return [prompts[i % len(prompts)] for i in range(n)]
+
+
 def timed(fn: Callable[[], Any], repeats: int = 2) -> tuple[Any, float]:
     """Result of ``fn`` and its best wall time over ``repeats`` calls (the first one warms up caches)."""
     best, out = float("inf"), None

@@ -17,7 +17,7 @@ from ..errors import CheckpointError
 from ..pipeline import Pipeline, RunContext
 from ..schedules import StepSchedule
 from ..worlds.base import World
-from .common import component_config, evaluate_videos, save_samples, timed
+from .common import component_config, evaluate_videos, save_samples, take_prompts, timed
 
 GENERATOR_FILE = "generator.safetensors"
 
@@ -47,7 +47,7 @@ class DistillAndEvaluate(Pipeline):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         generator, artifact = self._distilled(ctx)
-        prompts = _take(self.world.prompts("eval"), self.num_videos)
+        prompts = take_prompts(self.world.prompts("eval"), self.num_videos)
         ctx.progress(stage=f"sample {self.schedule.label}")
         with torch.no_grad():
             samples = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed)
@@ -96,11 +96,6 @@ class DistillAndEvaluate(Pipeline):
         with torch.no_grad():
             traced = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed, trace=True)
         cosine_similarity_matrices(traced.trace).save(ctx.samples_dir, stem="x0_cosine")
-
-
-def _take(prompts: list[str], n: int) -> list[str]:
-    """``n`` prompts, cycling through the list when it is shorter."""
-    return [prompts[i % len(prompts)] for i in range(n)]
 
 
 def _json_row(step: int, metrics) -> str:

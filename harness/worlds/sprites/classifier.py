@@ -46,10 +46,16 @@ class SpritesClassifier(nn.Module):
         super().__init__()
         self.frames = frames
         self.body = nn.Sequential(
-            nn.Conv2d(3 * frames, width, 3, stride=2, padding=1), nn.GroupNorm(4, width), nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * width), nn.GELU(),
-            nn.Conv2d(2 * width, feature_dim, 3, stride=2, padding=1), nn.GELU(),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            nn.Conv2d(3 * frames, width, 3, stride=2, padding=1),
+            nn.GroupNorm(4, width),
+            nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.GroupNorm(4, 2 * width),
+            nn.GELU(),
+            nn.Conv2d(2 * width, feature_dim, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(feature_dim, sum(HEADS.values()))
 
@@ -63,8 +69,12 @@ class SpritesClassifier(nn.Module):
         """float64 features [N, D] of uint8 videos [N, T, H, W, 3]."""
         self.eval()
         if videos.shape[1] != self.frames:
-            raise CheckpointError(f"classifier was trained on {self.frames}-frame videos, got {videos.shape[1]}")
-        parts = [self(torch.from_numpy(to_model(videos[i : i + batch])))[0] for i in range(0, len(videos), batch)]
+            raise CheckpointError(
+                f"classifier was trained on {self.frames}-frame videos, got {videos.shape[1]}"
+            )
+        parts = [
+            self(torch.from_numpy(to_model(videos[i : i + batch])))[0] for i in range(0, len(videos), batch)
+        ]
         return torch.cat(parts).double().numpy()
 
 
@@ -102,8 +112,11 @@ def train_classifier(out_dir: str | Path, cfg: ClassifierConfig, world: SpritesC
         loss.backward()
         opt.step()
         sched.step()
-    metrics = {"train_loss": float(loss.detach()), "train_seconds": time.perf_counter() - started,
-               "eval_accuracy": evaluate_accuracy(model, data, cfg.seed + 1, n=4 * cfg.batch_size)}
+    metrics = {
+        "train_loss": float(loss.detach()),
+        "train_seconds": time.perf_counter() - started,
+        "eval_accuracy": evaluate_accuracy(model, data, cfg.seed + 1, n=4 * cfg.batch_size),
+    }
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
@@ -148,8 +161,10 @@ def _read_meta(directory: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                              f"expected {FORMAT!r}")
+        raise CheckpointError(
+            f"{path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
+            f"expected {FORMAT!r}"
+        )
     for key in ("classifier", "world"):
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path}: key '{key}' missing")

@@ -36,7 +36,7 @@ class Detections:
     object_region: np.ndarray  # bool [N, T, H, W], detected boxes grown by one pixel
 
     @staticmethod
-    def concat(parts: list["Detections"]) -> "Detections":
+    def concat(parts: list[Detections]) -> Detections:
         fields = Detections.__dataclass_fields__
         return Detections(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
 
@@ -50,7 +50,9 @@ class Detector:
         masks = shape_templates(cfg.size)
         self.templates = masks.reshape(len(masks), -1).astype(np.float32)
         self.color_ids = np.asarray([COLOR_NAMES.index(c) for c in cfg.colors])
-        self.known = np.concatenate([PALETTE[self.color_ids], background_tones(cfg.backgrounds)]).astype(np.float32)
+        self.known = np.concatenate([PALETTE[self.color_ids], background_tones(cfg.backgrounds)]).astype(
+            np.float32
+        )
 
     def __call__(self, videos: np.ndarray) -> Detections:
         videos = np.asarray(videos)
@@ -70,10 +72,12 @@ class Detector:
 
     def _detect(self, videos: np.ndarray) -> Detections:
         n, t, h, w, _ = videos.shape
-        s, k = self.size, len(self.templates)
+        s = self.size
         nearest, dist = self.nearest_distance(videos.astype(np.float32))
         is_object = (nearest < len(self.color_ids)) & (dist < COLOR_RADIUS)
-        masks = np.stack([is_object & (nearest == j) for j in range(len(self.color_ids))], axis=1)  # [n,c,t,h,w]
+        masks = np.stack(
+            [is_object & (nearest == j) for j in range(len(self.color_ids))], axis=1
+        )  # [n,c,t,h,w]
         corner, area = _best_box(masks, s)
         windows = _crop(masks, corner, s + 2).astype(np.float32)  # one-pixel margin on each side
         iou, shift = _template_iou(windows, self.templates, s)  # [n,c,t,k], [n,c,t,k,2]
@@ -83,7 +87,7 @@ class Detector:
         shape = np.where(present, best, -1)
         best_shift = np.take_along_axis(shift, best[..., None, None], -2)[..., 0, :]
         top_left = (corner - 1 + best_shift)[..., ::-1].astype(np.float64)  # (y, x) -> (x, y)
-        full = lambda a, fill: _scatter_colors(a, self.color_ids, len(COLOR_NAMES), fill)  # noqa: E731
+        full = lambda a, fill: _scatter_colors(a, self.color_ids, len(COLOR_NAMES), fill)
         return Detections(
             present=full(present, False),
             top_left=full(top_left, 0.0),
@@ -109,8 +113,10 @@ def _crop(masks: np.ndarray, corner: np.ndarray, size: int) -> np.ndarray:
     """Windows [..., size, size] starting one pixel above/left of ``corner`` (zero padding outside)."""
     padded = np.pad(masks, [(0, 0)] * (masks.ndim - 2) + [(1, 1), (1, 1)])
     lead = masks.shape[:-2]
-    index = tuple(np.arange(d).reshape([-1 if i == j else 1 for j in range(len(lead))] + [1, 1])
-                  for i, d in enumerate(lead))
+    index = tuple(
+        np.arange(d).reshape([-1 if i == j else 1 for j in range(len(lead))] + [1, 1])
+        for i, d in enumerate(lead)
+    )
     offsets = np.arange(size)
     rows = (corner[..., 0, None] + offsets)[..., :, None]
     cols = (corner[..., 1, None] + offsets)[..., None, :]
@@ -137,7 +143,9 @@ def _scatter_colors(values: np.ndarray, color_ids: np.ndarray, total: int, fill)
     return out
 
 
-def _region(present: np.ndarray, corner: np.ndarray, size: int, shape: tuple[int, int, int, int]) -> np.ndarray:
+def _region(
+    present: np.ndarray, corner: np.ndarray, size: int, shape: tuple[int, int, int, int]
+) -> np.ndarray:
     """Union of the present objects' windows (box plus one-pixel margin) per frame: bool [n, t, h, w]."""
     n, t, h, w = shape
     region = np.zeros((n, t, h + 2, w + 2), dtype=bool)

@@ -7,16 +7,16 @@ meaning is the same; the computations are the sprites world's own (it knows what
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from harness.worlds.sprites.detect import Detections, Detector
+from harness.worlds.sprites.palette import SHAPES
 from harness.worlds.sprites.physics import PhysicsFit
 from harness.worlds.sprites.prompts import Scene
 from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES, UNIT_VELOCITY
-from harness.worlds.sprites.palette import SHAPES
 
 MOTION_TOLERANCE = 1.0  # px: a trajectory off the physics by this RMS scores 1/e in motion_smoothness
 MIN_SPEED = 0.5  # px/frame: slower objects count as static (dynamic_degree, motion_direction)
@@ -67,8 +67,10 @@ def background_consistency(obs: Observation) -> np.ndarray:
     outside the objects, after removing each frame's mean colour, so a global brightness flicker
     (temporal_flickering's business) does not count but a changing pattern or scene does."""
     t = obs.frames.shape[1]
-    pairs = [(_background_pair_score(obs, i, i - 1, True) + _background_pair_score(obs, i, 0, True)) / 2
-             for i in range(1, t)]
+    pairs = [
+        (_background_pair_score(obs, i, i - 1, True) + _background_pair_score(obs, i, 0, True)) / 2
+        for i in range(1, t)
+    ]
     return np.mean(pairs, axis=0)
 
 
@@ -111,8 +113,12 @@ def _has_shape(obs: Observation, i: int, shape: int) -> np.ndarray:
 def object_class(obs: Observation) -> np.ndarray:
     """Fraction of (frame, prompt object) pairs where an object of the prompt's class is detected,
     whatever its colour (VBench counts frames where the object class is found)."""
-    return np.asarray([np.mean([_has_shape(obs, i, SHAPES.index(o.shape)).mean() for o in s.objects])
-                       for i, s in enumerate(obs.scenes)])
+    return np.asarray(
+        [
+            np.mean([_has_shape(obs, i, SHAPES.index(o.shape)).mean() for o in s.objects])
+            for i, s in enumerate(obs.scenes)
+        ]
+    )
 
 
 def multiple_objects(obs: Observation) -> np.ndarray:

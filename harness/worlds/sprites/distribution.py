@@ -52,8 +52,10 @@ def distribution_scores(classifier, videos, prompts, reference_videos, reference
     """{'frechet_distance', 'diversity'[, 'reference_diversity', 'diversity_ratio']} for uint8 videos."""
     generated = classifier.features(videos)
     real = classifier.features(reference_videos)
-    scores = {"frechet_distance": frechet_distance(generated, real),
-              "diversity": per_prompt_diversity(generated, list(prompts))}
+    scores = {
+        "frechet_distance": frechet_distance(generated, real),
+        "diversity": per_prompt_diversity(generated, list(prompts)),
+    }
     if reference_prompts is not None:
         scores["reference_diversity"] = per_prompt_diversity(real, list(reference_prompts))
         scores["diversity_ratio"] = scores["diversity"] / scores["reference_diversity"]

@@ -17,8 +17,8 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.worlds.sprites.detect import Detector
 from harness.worlds.sprites.dimensions import DIMENSIONS, Observation, direction_of
-from harness.worlds.sprites.physics import fit_trajectories
 from harness.worlds.sprites.palette import SHAPES
+from harness.worlds.sprites.physics import fit_trajectories
 from harness.worlds.sprites.prompts import parse_prompt
 from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES
 from harness.worlds.sprites.scoring import LABEL, SCORING_TABLE, aggregate, normalize
@@ -104,21 +104,35 @@ class SpritesBench:
         shapes = np.where(det.present, det.shape, -1)
         votes = np.stack([(shapes == k).sum(-1) for k in range(len(SHAPES))], -1)  # [N, C, K]
         track_shape = np.where(track & (votes.max(-1) > 0), votes.argmax(-1), -1)
-        fit = fit_trajectories(det.top_left[track], det.present[track], self.cfg.travel, self.cfg.speed_max + 1.0)
+        fit = fit_trajectories(
+            det.top_left[track], det.present[track], self.cfg.travel, self.cfg.speed_max + 1.0
+        )
         track_direction = np.full(track.shape, -1)
         track_direction[track] = direction_of(fit.velocity)
         track_rms = np.full(track.shape, np.inf)
         track_rms[track] = fit.rms
-        return Observation(videos.astype(np.float32), scenes, det, track, track_shape, fit,
-                           track_direction, track_rms, self.detector)
+        return Observation(
+            videos.astype(np.float32),
+            scenes,
+            det,
+            track,
+            track_shape,
+            fit,
+            track_direction,
+            track_rms,
+            self.detector,
+        )
 
     def _raw(self, per_video: dict) -> dict[str, float]:
         raw = {}
         for name, (_, empty_value) in DIMENSIONS.items():
             values = per_video[name]
             applicable = values[~np.isnan(values)]
-            raw[name] = float(applicable.mean()) if len(applicable) else (
-                float("nan") if empty_value is None else empty_value)
+            raw[name] = (
+                float(applicable.mean())
+                if len(applicable)
+                else (float("nan") if empty_value is None else empty_value)
+            )
         return raw
 
     def _check(self, videos: np.ndarray, prompts: list[str]) -> np.ndarray:
@@ -142,12 +156,14 @@ def _describe(obs: Observation) -> list[dict]:
         objects = []
         for c in np.nonzero(obs.track[i])[0]:
             shape, direction = obs.track_shape[i, c], obs.track_direction[i, c]
-            objects.append({
-                "color": COLOR_NAMES[c],
-                "shape": SHAPES[shape] if shape >= 0 else None,
-                "direction": DIRECTION_NAMES[direction] if direction >= 0 else None,
-                "trajectory_rms_px": float(obs.track_rms[i, c]),
-            })
+            objects.append(
+                {
+                    "color": COLOR_NAMES[c],
+                    "shape": SHAPES[shape] if shape >= 0 else None,
+                    "direction": DIRECTION_NAMES[direction] if direction >= 0 else None,
+                    "trajectory_rms_px": float(obs.track_rms[i, c]),
+                }
+            )
         rows.append({"objects": objects})
     return rows
 

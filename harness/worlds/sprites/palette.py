@@ -80,7 +80,7 @@ def shape_templates(size: int) -> np.ndarray:
     half_width = (yy + 1) / size * (size / 2.0)
     triangle = np.abs(xx - c) <= half_width
     diamond = np.abs(xx - c) + np.abs(yy - c) <= size / 2.0
-    arm = max(1, int(round(size / 3.0)))
+    arm = max(1, round(size / 3.0))
     lo = (size - arm) // 2
     band = np.zeros(size, dtype=bool)
     band[lo : lo + arm] = True

@@ -68,7 +68,9 @@ def parse_prompt(prompt: str) -> Scene:
         raise ConfigError(f"prompt {prompt!r}: names {len(parts)} objects; the sprites world has 1 or 2")
     objects = tuple(_parse_object(prompt, part) for part in parts)
     if len(objects) == 2 and objects[0].color == objects[1].color:
-        raise ConfigError(f"prompt {prompt!r}: both objects are {objects[0].color}; each object needs its own colour")
+        raise ConfigError(
+            f"prompt {prompt!r}: both objects are {objects[0].color}; each object needs its own colour"
+        )
     return Scene(objects)
 
 

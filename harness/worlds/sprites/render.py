@@ -51,7 +51,7 @@ class SpriteStates:
     def centers(self, size: int) -> np.ndarray:
         return self.top_left.astype(np.float64) + (size - 1) / 2.0
 
-    def edit(self, **changes) -> "SpriteStates":
+    def edit(self, **changes) -> SpriteStates:
         return replace(self, **changes)
 
 
@@ -97,7 +97,9 @@ def sample_states(cfg: SpritesConfig, scenes: list[Scene], rng: np.random.Genera
     return SpriteStates(top_left, velocity, present, color, shape, direction, background)
 
 
-def _separated_motion(cfg: SpritesConfig, direction: np.ndarray, present: np.ndarray, rng: np.random.Generator):
+def _separated_motion(
+    cfg: SpritesConfig, direction: np.ndarray, present: np.ndarray, rng: np.random.Generator
+):
     """Trajectories whose object boxes never touch (one pixel of gap), so no object hides another.
 
     Rejection sampling: slot 1 of a video whose objects would meet is redrawn, up to MAX_REDRAWS times.

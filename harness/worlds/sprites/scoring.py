@@ -5,18 +5,18 @@ clipping, Quality = sum(norm) / sum(weights) over the Quality group, Semantic li
 Total = (4 * Quality + 1 * Semantic) / 5. ``min`` is the chance floor: the raw score of uniform-noise
 videos at the default config (``noise_floor`` in evaluator.py recomputes it; a test keeps the two
 in step), so noise maps to about 0 and a perfect render to 1. dynamic_degree weighs 0.5, as in VBench.
-The label is always ``sprites-bench``: these numbers are not comparable with VBench's.
+The arithmetic is harness.evaluation.vbench.ScoringTable's (``SPRITES_BENCH``); this module reports it
+on a 0-1 scale. The label is always ``sprites-bench``: these numbers are not comparable with VBench's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from harness.errors import ConfigError
+from harness.evaluation.vbench import Dimension, ScoringTable
 
 LABEL = "sprites-bench"
-QUALITY, SEMANTIC = "quality", "semantic"
+QUALITY, SEMANTIC = "quality", "semantic"  # the group names of harness.evaluation.vbench
 GROUP_WEIGHTS = {QUALITY: 4.0, SEMANTIC: 1.0}
 
 
@@ -42,20 +42,21 @@ SCORING_TABLE: dict[str, DimensionScale] = {
 }
 
 
-def normalize(raw: dict[str, float], table: dict[str, DimensionScale] = SCORING_TABLE) -> dict[str, float]:
-    """Per-dimension ``(raw - min) / (max - min)`` (unweighted, so dimensions can be compared)."""
-    missing = [d for d in table if d not in raw or raw[d] is None or math.isnan(raw[d])]
-    if missing:
-        raise ConfigError(f"{LABEL}: no score for dimension(s) {', '.join(missing)}; refusing to aggregate")
-    return {d: (raw[d] - s.min) / (s.max - s.min) for d, s in table.items()}
+# The same table as a ScoringTable of harness.evaluation.vbench, so the formula lives in one place.
+SPRITES_BENCH = ScoringTable(
+    LABEL,
+    tuple(Dimension(key, s.min, s.max, s.weight, s.group) for key, s in SCORING_TABLE.items()),
+    quality_weight=GROUP_WEIGHTS[QUALITY],
+    semantic_weight=GROUP_WEIGHTS[SEMANTIC],
+)
 
 
-def aggregate(raw: dict[str, float], table: dict[str, DimensionScale] = SCORING_TABLE) -> dict[str, float]:
-    """{'quality', 'semantic', 'total'} from raw scores; a missing dimension is an error, never 0."""
-    norm = normalize(raw, table)
-    groups = {}
-    for group in GROUP_WEIGHTS:
-        dims = [d for d, s in table.items() if s.group == group]
-        groups[group] = sum(norm[d] * table[d].weight for d in dims) / sum(table[d].weight for d in dims)
-    total = sum(GROUP_WEIGHTS[g] * groups[g] for g in GROUP_WEIGHTS) / sum(GROUP_WEIGHTS.values())
-    return {"quality": groups[QUALITY], "semantic": groups[SEMANTIC], "total": total}
+def normalize(raw: dict[str, float]) -> dict[str, float]:
+    """Per-dimension ``(raw - min) / (max - min)`` on a 0-1 scale (unweighted, so dimensions compare);
+    a missing or NaN dimension raises ConfigError naming it."""
+    return {key: value / 100.0 for key, value in SPRITES_BENCH.score(raw).normalised.items()}
+
+
+def aggregate(raw: dict[str, float]) -> dict[str, float]:
+    """{'quality', 'semantic', 'total'} on a 0-1 scale; a missing dimension is an error, never 0."""
+    return {key: value / 100.0 for key, value in SPRITES_BENCH.score(raw).as_dict().items()}

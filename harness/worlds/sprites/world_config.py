@@ -39,7 +39,9 @@ class SpritesConfig:
         _check_names("directions", self.directions, DIRECTIONS)
         _check_names("backgrounds", self.backgrounds, BACKGROUNDS)
         if self.resolution < 12:
-            raise ConfigError(f"sprites.resolution must be >= 12 to keep shapes recognisable, got {self.resolution}")
+            raise ConfigError(
+                f"sprites.resolution must be >= 12 to keep shapes recognisable, got {self.resolution}"
+            )
         if self.frames < 3:
             raise ConfigError(f"sprites.frames must be >= 3 (motion needs three frames), got {self.frames}")
         if self.max_objects not in (1, 2):
@@ -47,7 +49,9 @@ class SpritesConfig:
         if self.max_objects == 2 and len(self.colors) < 2:
             raise ConfigError("sprites.colors needs at least 2 colours when max_objects is 2")
         if not 0.0 <= self.two_object_fraction <= 1.0:
-            raise ConfigError(f"sprites.two_object_fraction must be in [0, 1], got {self.two_object_fraction}")
+            raise ConfigError(
+                f"sprites.two_object_fraction must be in [0, 1], got {self.two_object_fraction}"
+            )
         size = self.size
         if not 5 <= size <= self.resolution // 2:
             raise ConfigError(
