@@ -50,23 +50,19 @@ def main() -> None:
         print(f"renderer, batch {n:5d}: {render:9.0f} videos/s")
         print(f"data.batch (render + tokens + tensors), batch {n:5d}: {batch:9.0f} videos/s")
     real = data.render(args.eval_videos, 0, split="eval")
+    noise = np.random.default_rng(0).integers(0, 256, size=real.videos.shape, dtype=np.uint8)
     bench = SpritesBench(cfg)
     n = args.eval_videos
-    print(
-        f"sprites-bench score, {n} videos: {rate(lambda: bench.score(real.videos, real.prompts), n, args.repeats):9.1f} videos/s"
-    )
-    noise = np.random.default_rng(0).integers(0, 256, size=real.videos.shape, dtype=np.uint8)
-    print(
-        f"sprites-bench score, {n} noise videos: {rate(lambda: bench.score(noise, real.prompts), n, args.repeats):9.1f} videos/s"
-    )
+    for name, videos in (("real", real.videos), ("noise", noise)):
+        speed = rate(lambda videos=videos: bench.score(videos, real.prompts), n, args.repeats)
+        print(f"sprites-bench score, {n} {name} videos: {speed:9.1f} videos/s")
     if args.train_classifier:
         clf_cfg = ClassifierConfig()
         with tempfile.TemporaryDirectory() as out:
             metrics = train_classifier(out, clf_cfg, cfg)
-        print(
-            f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {metrics['train_seconds']:.1f} s, "
-            f"exact multi-label accuracy on eval prompts {metrics['eval_accuracy']:.3f}"
-        )
+        seconds, accuracy = metrics["train_seconds"], metrics["eval_accuracy"]
+        print(f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {seconds:.1f} s")
+        print(f"classifier: exact multi-label accuracy on eval prompts {accuracy:.3f}")
 
 
 if __name__ == "__main__":

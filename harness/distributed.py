@@ -103,11 +103,11 @@ def shard(batch_size: int) -> slice:
     return slice(start, stop)
 
 
-def torchrun_command(nproc: int, module: str, *args: str, standalone: bool = True) -> list[str]:
-    """The command launching ``python -m module args`` on ``nproc`` processes of this node."""
+def torchrun_command(nproc: int, *program: str, standalone: bool = True) -> list[str]:
+    """``torchrun`` on ``nproc`` processes of this node; ``program`` is a script or ``-m module`` and its args."""
     import sys
 
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
     if standalone:
         cmd.append("--standalone")
-    return [*cmd, "-m", module, *args]
+    return [*cmd, *program]

@@ -12,6 +12,7 @@ The list form lets a table hold both full crossings and one-off rows::
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ def _pipeline_parser() -> ArgumentParser:
 
 def _parse(parser: ArgumentParser, raw: Mapping[str, Any], source: str, prefix: str = ""):
     try:
-        return parser.parse_object(dict(raw))
+        return parser.parse_object(copy.deepcopy(dict(raw)))  # jsonargparse may rewrite nested values in place
     except ArgumentError as exc:
         raise ConfigError(f"{source}: {format_parse_error(str(exc), raw, prefix)}") from None
 
@@ -172,8 +173,9 @@ def resolve_study(loaded: LoadedStudy) -> ResolvedStudy:
         raise ConfigError(f"{source}: key 'seeds' must list at least one seed")
     if not str(config["name"]).strip() or "/" in config["name"] or config["name"].startswith("."):
         raise ConfigError(f"{source}: key 'name' must be a plain folder name, got {config['name']!r}")
-    runs = expand_runs(config["name"], loaded.raw["pipeline"], config["grid"], config["seeds"], source,
-                       config["allow_modules"])
+    # Overrides come from the raw tree: the typed parse reads values under `Any` as YAML ("1" → 1).
+    runs = expand_runs(config["name"], loaded.raw["pipeline"], loaded.raw.get("grid") or [], config["seeds"],
+                       source, config["allow_modules"])
     return ResolvedStudy(
         name=config["name"], source=loaded.path, config=config, runs=runs,
         tracker_config=config["tracker"], executor_config=config["executor"],

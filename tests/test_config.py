@@ -163,3 +163,10 @@ def test_print_config_prints_the_resolved_study(capsys, monkeypatch):
 def test_unknown_command_option_is_one_line(capsys):
     code, _, err = run_cli(capsys, "run", str(TOY_STUDY), "--wrokers", "2")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "wrokers" in err
+
+
+def test_grid_levels_keep_strings_that_look_like_numbers(write_study):
+    path = write_study(BASE + 'grid:\n  - steps: {"1": {tag: "1"}, "1*": {tag: "1*"}}\n')
+    study = load_study(path)
+    assert sorted(r.config["pipeline"]["init_args"]["tag"] for r in study.runs) == ["1", "1*"]
+    assert sorted(r.labels["steps"] for r in study.runs) == ["1", "1*"]

@@ -196,3 +196,30 @@ def test_cli_argument_list(tmp_path):
                                       "--preset", "smoke", "--set", "seeds=[1]", "--runs-dir", "r"])
     assert (cfg.n_trials, cfg.timeout, cfg.storage, cfg.preset, cfg.overrides) == (3, 60.0, "x.log", "smoke", ["seeds=[1]"])
     assert cfg.report is True and str(cfg.runs_dir) == "r"
+
+
+def test_wandb_callback_writes_one_offline_run_per_trial_and_one_for_the_study(tmp_path):
+    tracker = "tracker: {class_path: harness.tracking.WandbTracker, init_args: {mode: offline}}\n"
+    study, runs = write(tmp_path), tmp_path / "runs"
+    study.write_text(study.read_text() + tracker)
+    assert sweep(study, runs_dir=runs, n_trials=2, report=False) == 0
+    folders = sorted(p.name for p in (runs / "sw" / "wandb").glob("offline-run-*"))
+    trial_runs = [f for f in folders if f.endswith(("-sw-trial-0", "-sw-trial-1"))]
+    assert len(trial_runs) == 2
+    assert len(folders) == 5  # 2 store runs (the run tracker) + 2 trials + 1 study-level run with the table
+
+
+def test_several_objectives_make_a_pareto_search_and_report(tmp_path):
+    extra = ("objectives: {total: maximize, steps: minimize}\n"
+             "sampler: {class_path: harness.sweep.NSGAII, init_args: {seed: 0, population_size: 4}}\n")
+    study, runs = write(tmp_path), tmp_path / "runs"
+    text = study.read_text().replace("  objectives: {total: maximize}\n", "").replace(
+        "  sampler: {class_path: harness.sweep.TPE, init_args: {seed: 3, n_startup_trials: 4}}\n", "")
+    study.write_text(text + textwrap.indent(extra, "  "))
+    assert sweep(study, runs_dir=runs, n_trials=3) == 0
+    trials = journal(runs).trials
+    assert all(t.values[1] == 3 and t.values[0] == pytest.approx(14 * t.params["scale"], rel=1e-6) for t in trials)
+    files = sweep_report(runs, "sw")
+    assert {"pareto", "history-total", "history-steps", "best_trials"} <= set(files)
+    with pytest.raises(ConfigError, match="Optuna cannot prune a search over several objectives"):
+        sweep(study, overrides=["sweep.pruner={class_path: harness.sweep.Median}"], runs_dir=runs, n_trials=1)

@@ -35,18 +35,20 @@ class CountingPipeline(Pipeline):
         build_log: file where each stage build appends a line (to count builds across processes).
         build_sleep_s: seconds a stage build takes.
         checkpoint_every: checkpoint period in steps (not part of the run's identity).
+        tag: a free string (grid levels may set it to text that looks like a number).
     """
 
     headline = "total"
 
     def __init__(self, steps: int = 5, scale: float = 1.0, table_size: int = 8, step_sleep_s: float = 0.0,
                  fail_at_step: int | None = None, build_log: str | None = None, build_sleep_s: float = 0.0,
-                 checkpoint_every: int = 1):
+                 checkpoint_every: int = 1, tag: str = "none"):
         if steps < 1:
             raise ValueError("steps must be at least 1")
         self.steps, self.scale, self.table_size = steps, scale, table_size
         self.step_sleep_s, self.fail_at_step = step_sleep_s, fail_at_step
         self.build_log, self.build_sleep_s, self.checkpoint_every = build_log, build_sleep_s, checkpoint_every
+        self.tag = tag
 
     def run(self, ctx: RunContext) -> dict:
         import torch
