@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eval-videos", type=int, default=256)
     parser.add_argument("--train-classifier", action="store_true")
+    parser.add_argument("--classifier-steps", type=int, default=ClassifierConfig.steps)
     args = parser.parse_args()
     cfg = SpritesConfig(resolution=args.resolution, frames=args.frames)
     data = SpritesData(cfg)
@@ -57,12 +58,18 @@ def main() -> None:
         speed = rate(lambda videos=videos: bench.score(videos, real.prompts), n, args.repeats)
         print(f"sprites-bench score, {n} {name} videos: {speed:9.1f} videos/s")
     if args.train_classifier:
-        clf_cfg = ClassifierConfig()
+        clf_cfg = ClassifierConfig(steps=args.classifier_steps)
         with tempfile.TemporaryDirectory() as out:
             metrics = train_classifier(out, clf_cfg, cfg)
-        seconds, accuracy = metrics["train_seconds"], metrics["eval_accuracy"]
-        print(f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {seconds:.1f} s")
-        print(f"classifier: exact multi-label accuracy on eval prompts {accuracy:.3f}")
+        print(
+            f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {metrics['train_seconds']:.1f} s"
+        )
+        heads = ", ".join(
+            f"{k.removeprefix('eval_accuracy_')} {v:.3f}" for k, v in metrics.items() if "_acc" in k
+        )
+        print(
+            f"classifier: exact multi-label accuracy on eval prompts {metrics['eval_accuracy']:.3f} ({heads})"
+        )
 
 
 if __name__ == "__main__":

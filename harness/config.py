@@ -186,12 +186,16 @@ class LoadedStudy:
     raw: dict[str, Any]
     preset: str | None = None
     overrides: list[str] = field(default_factory=list)
+    # The part of the preset and of the command-line overrides under ``pipeline``: applied to every
+    # run after its grid levels, so ``--set pipeline.init_args.num_videos=4`` wins over the grid.
+    run_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def load_raw_study(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> LoadedStudy:
     """Read the YAML, merge the chosen preset and the ``key=value`` overrides over it."""
     path = Path(path)
     raw = read_yaml(path)
+    run_overrides: dict[str, Any] = {}
     presets = raw.get("presets") or {}
     if not isinstance(presets, Mapping):
         raise ConfigError(f"{path}: key 'presets' must map preset names to overrides")
@@ -202,11 +206,14 @@ def load_raw_study(path: str | Path, preset: str | None = None, overrides: list[
         if not isinstance(presets[preset], Mapping):
             raise ConfigError(f"{path}: key 'presets.{preset}' must be a mapping of overrides")
         raw = deep_merge(raw, presets[preset])
+        run_overrides = deep_merge(run_overrides, expand_dotted(presets[preset]).get("pipeline") or {})
     for text in overrides or []:
         key, value = parse_override(text)
         raw = deep_merge(raw, {key: value})
+        run_overrides = deep_merge(run_overrides, expand_dotted({key: value}).get("pipeline") or {})
     allow = raw.get("allow_modules") or []
     if not isinstance(allow, list) or not all(isinstance(m, str) for m in allow):
         raise ConfigError(f"{path}: key 'allow_modules' must be a list of module names")
     check_allowlist(raw, allow, str(path))
-    return LoadedStudy(path=path, raw=raw, preset=preset, overrides=list(overrides or []))
+    return LoadedStudy(path=path, raw=raw, preset=preset, overrides=list(overrides or []),
+                       run_overrides=run_overrides)

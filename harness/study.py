@@ -137,8 +137,11 @@ def resolve_pipeline(raw_pipeline: Mapping[str, Any], source: str, where: str = 
 
 
 def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: list[int], source: str,
-                allow_modules: list[str] = ()) -> list[RunSpec]:
-    """Grid products × seeds → run specs, deduplicated by hash (first labels win)."""
+                allow_modules: list[str] = (), run_overrides: Mapping[str, Any] | None = None) -> list[RunSpec]:
+    """Grid products × seeds → run specs, deduplicated by hash (first labels win).
+
+    ``run_overrides`` (the preset's and the command line's ``pipeline`` keys) are merged last.
+    """
     points: list[tuple[dict[str, str], dict[str, Any], str]] = []
     for gi, product in enumerate(grid or [{}]):
         axes = list(product.items())
@@ -149,6 +152,8 @@ def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
                 if overrides:
                     init_args = deep_merge(merged.get("init_args") or {}, overrides)
                     merged = {**merged, "init_args": init_args}
+            if run_overrides:
+                merged = deep_merge(merged, run_overrides)
             where = f"grid[{gi}]" + "".join(f".{a}.{lvl}" for a, lvl in labels.items())
             points.append((labels, merged, where))
     runs: dict[str, RunSpec] = {}
@@ -175,7 +180,7 @@ def resolve_study(loaded: LoadedStudy) -> ResolvedStudy:
         raise ConfigError(f"{source}: key 'name' must be a plain folder name, got {config['name']!r}")
     # Overrides come from the raw tree: the typed parse reads values under `Any` as YAML ("1" → 1).
     runs = expand_runs(config["name"], loaded.raw["pipeline"], loaded.raw.get("grid") or [], config["seeds"],
-                       source, config["allow_modules"])
+                       source, config["allow_modules"], loaded.run_overrides)
     return ResolvedStudy(
         name=config["name"], source=loaded.path, config=config, runs=runs,
         tracker_config=config["tracker"], executor_config=config["executor"],

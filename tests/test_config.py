@@ -58,13 +58,15 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_preset_and_overrides_merge_over_the_file():
-    study = load_study(TOY_STUDY, preset="smoke", overrides=["pipeline.init_args.scale=3", "seeds=[5]"])
+    study = load_study(TOY_STUDY, preset="smoke", overrides=["pipeline.init_args.table_size=5", "seeds=[5]"])
     assert {r.seed for r in study.runs} == {5}
-    assert all(r.config["pipeline"]["init_args"]["steps"] == 2 for r in study.runs)
-    base_small = next(r for r in study.runs if r.labels == {"variant": "base", "size": "small"})
-    assert base_small.config["pipeline"]["init_args"]["scale"] == 3
-    double = next(r for r in study.runs if r.labels["variant"] == "double")
-    assert double.config["pipeline"]["init_args"]["scale"] == 2.0  # the grid level wins over the base
+    assert all(r.config["pipeline"]["init_args"]["steps"] == 2 for r in study.runs)  # from the preset
+    # pipeline keys on the command line win over grid levels: both sizes collapse into one run per variant
+    assert len(study.runs) == 2
+    assert {r.config["pipeline"]["init_args"]["table_size"] for r in study.runs} == {5}
+    assert {r.config["pipeline"]["init_args"]["scale"] for r in study.runs} == {1.0, 2.0}
+    plain = load_study(TOY_STUDY)
+    assert {r.config["pipeline"]["init_args"]["table_size"] for r in plain.runs} == {4, 16}
 
 
 def test_hash_ignores_key_order_and_logging_keys():

@@ -186,7 +186,9 @@ def classifier_dir(tmp_path_factory):
     metrics = train_classifier(
         out, ClassifierConfig(steps=12, batch_size=16, width=8, feature_dim=16), SpritesConfig()
     )
-    assert set(metrics) == {"train_loss", "train_seconds", "eval_accuracy"}
+    heads = {f"eval_accuracy_{h}" for h in ("color", "shape", "direction", "count")}
+    assert set(metrics) == {"train_loss", "train_seconds", "eval_accuracy", *heads}
+    assert all(0.0 <= metrics[k] <= 1.0 for k in heads)
     return out
 
 

@@ -220,3 +220,26 @@ def test_cache_pass_matches_training_context(built):
     t = torch.tensor([[0.0] * fpc + [400.0] * fpc])
     full = model(x[:, : 2 * fpc], t, cond)
     torch.testing.assert_close(chunk, full[:, fpc:], rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_command_trains_a_loadable_teacher(tmp_path, capsys):
+    from harness.worlds.sprites.teacher import main
+
+    main(["--size", "smoke", "--out", str(tmp_path), "--threads", "1"])
+    assert '"steps_per_second"' in capsys.readouterr().out
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["kind"] == "teacher" and meta["recipe"]["steps"] == world_preset("smoke").teacher.steps
+    model = load_model(tmp_path, world_preset("smoke").dit, kind="teacher")
+    assert isinstance(model, SpritesDiT)
+
+
+def test_sincos_positions_give_every_patch_a_distinct_place():
+    from harness.worlds.sprites.teacher import init_spatial_positions
+
+    model = SpritesDiT(world_preset("default").dit)
+    init_spatial_positions(model)
+    table = model.spatial_position.detach()
+    assert table.shape == (16, 96)
+    torch.testing.assert_close(table.norm(dim=-1), torch.full((16,), (96 / 2) ** 0.5))
+    distances = torch.cdist(table, table) + torch.eye(16) * 1e3
+    assert distances.min() > 0.5
