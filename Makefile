@@ -30,9 +30,11 @@ VBENCH_VENV ?= .cache/vbench-venv
 vbench-env:
 	bash scripts/vbench_env.sh $(VBENCH_VENV)
 
-# Programs the tests drive for real: Chromium for the HTML report (installed with apt when absent).
+# Programs the tests drive for real, installed with apt when absent: Chromium for the HTML report,
+# the PostgreSQL server for the multi-worker sweep test.
 system-deps:
 	bash scripts/install_chromium.sh
+	bash scripts/install_postgres.sh
 
 test: install vbench-env system-deps
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest $(PYTEST_ARGS)

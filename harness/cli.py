@@ -94,11 +94,39 @@ def _report(**kwargs) -> int:
     return report(**kwargs)
 
 
+def _sweep_parser() -> ArgumentParser:
+    from .commands.sweep import sweep_parser
+
+    return sweep_parser()
+
+
+def _worker_parser() -> ArgumentParser:
+    from .commands.sweep import worker_parser
+
+    return worker_parser()
+
+
+def _sweep(**kwargs) -> int:
+    """Search a study's `sweep` section with Optuna; every trial is a run in the store."""
+    from .commands.sweep import sweep
+
+    return sweep(**kwargs)
+
+
+def _worker(**kwargs) -> int:
+    """Join a running sweep from any machine (shared journal or PostgreSQL storage)."""
+    from .commands.sweep import worker
+
+    return worker(**kwargs)
+
+
 COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
     "run": (_run_parser, run),
     "validate": (_validate_parser, validate),
     "ls": (_ls_parser, ls),
     "report": (_report_parser, _report),
+    "sweep": (_sweep_parser, _sweep),
+    "worker": (_worker_parser, _worker),
     "eval": (_eval_parser, _eval),
 }
 
