@@ -65,7 +65,9 @@ def main() -> None:
             f"classifier: {clf_cfg.steps} steps x batch {clf_cfg.batch_size} in {metrics['train_seconds']:.1f} s"
         )
         heads = ", ".join(
-            f"{k.removeprefix('eval_accuracy_')} {v:.3f}" for k, v in metrics.items() if "_acc" in k
+            f"{k.removeprefix('eval_accuracy_')} {v:.3f}"
+            for k, v in metrics.items()
+            if k.startswith("eval_accuracy_")
         )
         print(
             f"classifier: exact multi-label accuracy on eval prompts {metrics['eval_accuracy']:.3f} ({heads})"

@@ -7,11 +7,25 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..pipeline import RunContext
+from ..pipeline import Pipeline, RunContext
 from ..video import SampleMeta, write_video
 from ..worlds.base import Evaluator, World
 
-REFERENCE_SEED = 10_000  # real videos the distribution scores compare against; the same for every run
+# What every pipeline adds to the evaluator's scores.
+ROW_METRICS = frozenset({"nfe", "latency_s"})
+
+REFERENCE_SEED = 10_000
+
+
+class WorldPipeline(Pipeline):
+    """A pipeline whose rows are scored by its world's evaluator; headline: the evaluator's total."""
+
+    headline = "total"
+    world: World
+
+    def metric_names(self) -> set[str] | None:
+        names = self.world.metric_names()
+        return None if names is None else set(names) | ROW_METRICS  # real videos the distribution scores compare against; the same for every run
 
 
 def evaluate_videos(ctx: RunContext, world: World, evaluator: Evaluator, videos: np.ndarray,
@@ -28,7 +42,13 @@ def evaluate_videos(ctx: RunContext, world: World, evaluator: Evaluator, videos:
     else:
         raw = evaluator.score(videos, prompts)
         metrics = {**raw, **evaluator.aggregate(raw)}
-    return {k: float(v) for k, v in metrics.items()}
+    # A score can be undefined for a sample set (diversity needs two samples of one prompt): it is
+    # left out and named, so tables show it as missing rather than as a number.
+    out: dict[str, Any] = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+    undefined = sorted(k for k in metrics if k not in out)
+    if undefined:
+        out["undefined"] = undefined
+    return out
 
 
 def save_samples(ctx: RunContext, videos: np.ndarray, prompts: list[str], *, count: int, method: str,
@@ -44,9 +64,11 @@ def save_samples(ctx: RunContext, videos: np.ndarray, prompts: list[str], *, cou
     return names
 
 
-def take_prompts(prompts: list[str], n: int) -> list[str]:
-    """``n`` prompts, cycling through the list when it is shorter."""
-    return [prompts[i % len(prompts)] for i in range(n)]
+def take_prompts(prompts: list[str], n: int, per_prompt: int = 1) -> list[str]:
+    """``n`` videos' prompts: the first prompts of the list, each ``per_prompt`` times in a row
+    (several samples of one prompt are what per-prompt diversity measures); cycles when short."""
+    per_prompt = max(1, per_prompt)
+    return [prompts[(i // per_prompt) % len(prompts)] for i in range(n)]
 
 
 def timed(fn: Callable[[], Any], repeats: int = 2) -> tuple[Any, float]:

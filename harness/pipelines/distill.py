@@ -14,15 +14,15 @@ import torch
 from ..atomic import append_line, truncate_jsonl_after
 from ..checkpoints import CheckpointStore
 from ..errors import CheckpointError
-from ..pipeline import Pipeline, RunContext
+from ..pipeline import RunContext
 from ..schedules import StepSchedule
 from ..worlds.base import World
-from .common import component_config, evaluate_videos, save_samples, take_prompts, timed
+from .common import WorldPipeline, component_config, evaluate_videos, save_samples, take_prompts, timed
 
 GENERATOR_FILE = "generator.safetensors"
 
 
-class DistillAndEvaluate(Pipeline):
+class DistillAndEvaluate(WorldPipeline):
     """One method × schedule × seed.
 
     Args:
@@ -30,24 +30,25 @@ class DistillAndEvaluate(Pipeline):
         method: The distillation method (``methods.dmd.DMD``, ``methods.asd.ASD``, …).
         schedule: Sampling schedule: ``"4"``, ``"2"``, ``"1"``, FFE ``"1*"``/``"2*"``, or a list ``"[1000,500]"``.
         num_videos: Videos generated on the eval prompts and scored.
+        videos_per_prompt: Samples of each prompt (with different noise): diversity is measured among them.
         num_reference: Real videos the distribution scores compare against (0 to skip them).
         sample_seed: Seed of the sampling noise: the same for every run, so rows differ only by model.
         save_videos: How many samples to keep as mp4 in the run folder.
         trace_videos: Videos whose per-step x̂0 trace is recorded for the cosine-similarity analysis.
     """
 
-    headline = "total"
 
     def __init__(self, world: World, method: Any, schedule: str = "4", num_videos: int = 32,
-                 num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4, trace_videos: int = 8):
-        self.world, self.method = world, method
+                 videos_per_prompt: int = 2, num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4,
+                 trace_videos: int = 8):
+        self.world, self.method, self.videos_per_prompt = world, method, videos_per_prompt
         self.schedule = StepSchedule.from_spec(schedule)
         self.num_videos, self.num_reference, self.sample_seed = num_videos, num_reference, sample_seed
         self.save_videos, self.trace_videos = save_videos, trace_videos
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         generator, artifact = self._distilled(ctx)
-        prompts = take_prompts(self.world.prompts("eval"), self.num_videos)
+        prompts = take_prompts(self.world.prompts("eval"), self.num_videos, self.videos_per_prompt)
         ctx.progress(stage=f"sample {self.schedule.label}")
         with torch.no_grad():
             samples = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed)

@@ -11,20 +11,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..pipeline import Pipeline, RunContext
+from ..pipeline import RunContext
 from ..worlds.base import World
-from .common import evaluate_videos, save_samples, take_prompts, timed
+from .common import WorldPipeline, evaluate_videos, save_samples, take_prompts, timed
 
 
-class _Reference(Pipeline):
+class _Reference(WorldPipeline):
     """Generate (or fetch) videos for the eval prompts, then score and save them like any row."""
 
-    headline = "total"
     method = "reference"
 
-    def __init__(self, world: World, num_videos: int = 32, num_reference: int = 128, sample_seed: int = 0,
-                 save_videos: int = 4):
-        self.world, self.num_videos = world, num_videos
+    def __init__(self, world: World, num_videos: int = 32, videos_per_prompt: int = 2, num_reference: int = 128,
+                 sample_seed: int = 0, save_videos: int = 4):
+        self.world, self.num_videos, self.videos_per_prompt = world, num_videos, videos_per_prompt
         self.num_reference, self.sample_seed, self.save_videos = num_reference, sample_seed, save_videos
 
     def videos(self, ctx: RunContext, prompts: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
@@ -32,7 +31,7 @@ class _Reference(Pipeline):
         raise NotImplementedError
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        prompts = take_prompts(self.world.prompts("eval"), self.num_videos)
+        prompts = take_prompts(self.world.prompts("eval"), self.num_videos, self.videos_per_prompt)
         videos, prompts, info = self.videos(ctx, prompts)
         metrics = evaluate_videos(ctx, self.world, self.world.evaluator(ctx), videos, prompts, self.num_reference)
         save_samples(ctx, videos, prompts, count=self.save_videos, method=self.method,

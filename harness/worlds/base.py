@@ -115,6 +115,10 @@ class World(ABC):
     def evaluator(self, stages: StageProvider) -> Evaluator:
         """The world's evaluator (may build cached artifacts such as a feature classifier)."""
 
+    def metric_names(self) -> set[str] | None:
+        """Names of the scores the world's evaluator produces (for checking sweep objectives), if known."""
+        return None
+
     def config(self) -> dict[str, Any]:
         """The world's identity for stage keys; subclasses return their full config."""
         return {"world": self.name}
