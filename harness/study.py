@@ -136,6 +136,56 @@ def resolve_pipeline(raw_pipeline: Mapping[str, Any], source: str, where: str = 
     return cfg.as_dict()["pipeline"]
 
 
+def apply_level(pipeline: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge a grid level's overrides into the pipeline's ``init_args``.
+
+    The special key ``class_path`` swaps the pipeline class (a reference row of a table computed by
+    another pipeline); the base's ``init_args`` that the new class accepts are kept, as jsonargparse
+    does when a class_path changes.
+    """
+    overrides = dict(overrides)
+    new_class = overrides.pop("class_path", None)
+    init_args = dict(pipeline.get("init_args") or {})
+    if new_class is not None and new_class != pipeline.get("class_path"):
+        accepted = _init_parameters(new_class)
+        init_args = {k: v for k, v in init_args.items() if accepted is None or k in accepted}
+        pipeline = {"class_path": new_class}
+    return {**pipeline, "init_args": deep_merge(init_args, overrides)}
+
+
+def _accepted_overrides(run_overrides: Mapping[str, Any], pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's pipeline overrides minus the init_args this run's pipeline class does not take
+    (``num_videos`` for every row, ``method.*`` only for rows that have a method)."""
+    out = dict(run_overrides)
+    if isinstance(out.get("init_args"), Mapping) and "class_path" not in out:
+        accepted = _init_parameters(str(pipeline.get("class_path")))
+        if accepted:
+            out["init_args"] = {k: v for k, v in out["init_args"].items() if k in accepted}
+    return out
+
+
+def _init_parameters(class_path: str) -> set[str] | None:
+    """Constructor parameters of a class (None when it takes **kwargs); the allowlist was checked."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return set()  # parsing reports the bad class_path with its key
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        # **kwargs pass through to the base class: accept what the first concrete parent accepts too
+        names = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+        for base in cls.__mro__[1:]:
+            if "__init__" in vars(base):
+                names |= {p.name for p in inspect.signature(base).parameters.values()} - {"self", "kwargs"}
+                break
+        return names
+    return {p.name for p in params}
+
+
 def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: list[int], source: str,
                 allow_modules: list[str] = (), run_overrides: Mapping[str, Any] | None = None) -> list[RunSpec]:
     """Grid products × seeds → run specs, deduplicated by hash (first labels win).
@@ -150,10 +200,9 @@ def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
             merged = dict(raw_pipeline)
             for _, overrides in levels:
                 if overrides:
-                    init_args = deep_merge(merged.get("init_args") or {}, overrides)
-                    merged = {**merged, "init_args": init_args}
+                    merged = apply_level(merged, overrides)
             if run_overrides:
-                merged = deep_merge(merged, run_overrides)
+                merged = deep_merge(merged, _accepted_overrides(run_overrides, merged))
             where = f"grid[{gi}]" + "".join(f".{a}.{lvl}" for a, lvl in labels.items())
             points.append((labels, merged, where))
     runs: dict[str, RunSpec] = {}

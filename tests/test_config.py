@@ -172,3 +172,20 @@ def test_grid_levels_keep_strings_that_look_like_numbers(write_study):
     study = load_study(path)
     assert sorted(r.config["pipeline"]["init_args"]["tag"] for r in study.runs) == ["1", "1*"]
     assert sorted(r.labels["steps"] for r in study.runs) == ["1", "1*"]
+
+
+def test_a_grid_level_can_swap_the_pipeline_class_keeping_accepted_args(write_study):
+    path = write_study(BASE.replace("{steps: 3}", "{steps: 3, table_size: 4}") + textwrap.dedent("""\
+        grid:
+          - variant: {counting: {}}
+          - variant: {reference: {class_path: tests.toy_pipeline.ConstantPipeline, value: 7.0}}
+        presets:
+          quick: {pipeline.init_args.steps: 1, pipeline.init_args.table_size: 2}
+        """))
+    runs = {r.labels["variant"]: r.config["pipeline"] for r in load_study(path).runs}
+    assert runs["reference"] == {"class_path": "tests.toy_pipeline.ConstantPipeline",
+                                 "init_args": {"value": 7.0, "table_size": 4}}
+    assert runs["counting"]["init_args"]["steps"] == 3
+    quick = {r.labels["variant"]: r.config["pipeline"] for r in load_study(path, preset="quick").runs}
+    assert quick["reference"]["init_args"] == {"value": 7.0, "table_size": 2}  # `steps` is not its key
+    assert quick["counting"]["init_args"]["steps"] == 1

@@ -107,3 +107,20 @@ class BrokenTracker(Tracker):
 
     def finish(self, status) -> None:
         raise ConnectionError("tracker service unreachable")
+
+
+class ConstantPipeline(Pipeline):
+    """A reference row: returns a fixed total without any stage (tests pipeline swaps in a grid).
+
+    Args:
+        value: the total it reports.
+        table_size: accepted so that a study's shared keys carry over to this row.
+    """
+
+    headline = "total"
+
+    def __init__(self, value: float = 100.0, table_size: int = 8):
+        self.value, self.table_size = value, table_size
+
+    def run(self, ctx: RunContext) -> dict:
+        return {"total": self.value}
