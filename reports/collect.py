@@ -166,7 +166,11 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
     entries = {r.get("hash"): r for r in manifest.get("runs", []) if isinstance(r, dict)}
     order = {h: i for i, h in enumerate(entries)}
     rows, problems = [], []
+    orphans = 0
     for run_dir in RunStore(folder.parent, folder.name).runs():
+        if entries and run_dir.hash not in entries:
+            orphans += 1  # a run of an earlier version of the study file: kept on disk, not reported
+            continue
         row = _run_row(run_dir, order, entries)
         where = f"{name}/{row['hash']} ({_describe(row)})"
         if row["study"] not in (None, name):
@@ -180,6 +184,9 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
             reason = f": {row['reason']}" if row["reason"] else ""
             problems.append(f"{where}: {row['state']}{reason}; left out of the tables")
         rows.append(row)
+    if orphans:
+        problems.append(f"{name}: {orphans} run folder(s) not in the current study.json (an earlier version of "
+                        "the study) left out")
     runs = pd.DataFrame(rows)
     if runs.empty:
         runs = pd.DataFrame(columns=["hash", "study", "order", "method", "steps", "nfe", "seed", "state"])
