@@ -108,8 +108,8 @@ def test_noise_and_grey_score_lowest(scored):
     totals = {name: aggregate_normalized(norm)["total"] for name, norm in scored.items()}
     ranked = sorted(totals, key=totals.get)
     assert set(ranked[:2]) == {"noise", "grey"}, totals
-    assert ranked[-1] == "real" and totals["real"] == pytest.approx(1.0)
-    assert totals["noise"] < 0.05 and totals["grey"] < 0.5
+    assert ranked[-1] == "real" and totals["real"] == pytest.approx(100.0)
+    assert totals["noise"] < 5 and totals["grey"] < 50
     assert max(scored["noise"].values()) < 0.05  # the table's minimum is the chance floor
 
 
@@ -132,9 +132,9 @@ def test_aggregation_follows_vbench_formula():
     quality = (4 + 0.5 + 0) / 5.5
     semantic = (3 + 0.25) / 4
     scores = aggregate(raw)
-    assert scores["quality"] == pytest.approx(quality)
-    assert scores["semantic"] == pytest.approx(semantic)
-    assert scores["total"] == pytest.approx((4 * quality + semantic) / 5)
+    assert scores["quality"] == pytest.approx(100 * quality)
+    assert scores["semantic"] == pytest.approx(100 * semantic)
+    assert scores["total"] == pytest.approx(100 * (4 * quality + semantic) / 5)
     del raw["color"]
     with pytest.raises(ConfigError, match="sprites-bench score: dimension 'color' is missing"):
         aggregate(raw)
@@ -145,7 +145,7 @@ def test_aggregation_follows_vbench_formula():
 
 def test_evaluate_returns_details_and_refuses_bad_input(bench, real):
     result = bench.evaluate(real.videos[:4], real.prompts[:4])
-    assert result.label == "sprites-bench" and result.scores["total"] == pytest.approx(1.0)
+    assert result.label == "sprites-bench" and result.scores["total"] == pytest.approx(100.0)
     first = result.per_video[0]
     assert first["prompt"] == real.prompts[0] and first["object_class"] == 1.0
     assert {o["color"] for o in first["objects"]} == {o.split()[1] for o in real.prompts[0].split(" and ")}

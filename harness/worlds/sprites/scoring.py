@@ -58,5 +58,6 @@ def normalize(raw: dict[str, float]) -> dict[str, float]:
 
 
 def aggregate(raw: dict[str, float]) -> dict[str, float]:
-    """{'quality', 'semantic', 'total'} on a 0-1 scale; a missing dimension is an error, never 0."""
-    return {key: value / 100.0 for key, value in SPRITES_BENCH.score(raw).as_dict().items()}
+    """{'quality', 'semantic', 'total'} on the 0-100 scale of the papers' VBench tables;
+    a missing dimension is an error, never 0."""
+    return dict(SPRITES_BENCH.score(raw).as_dict())
