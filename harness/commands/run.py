@@ -30,7 +30,9 @@ def run(study: Path, preset: str | None = None, overrides: list[str] | None = No
         display.close()
     for line in summary.lines():
         print(line, file=sys.stderr if summary.failed else sys.stdout)
-    if not no_report and len(summary.failed) < len(summary.outcomes):
+    computed = any(o.state in ("complete", "failed") for o in summary.outcomes)
+    up_to_date = not computed and (Path(runs_dir) / "report").is_dir()  # a no-op rerun leaves it as it is
+    if not no_report and not up_to_date and len(summary.failed) < len(summary.outcomes):
         _report(runs_dir, resolved.name)
     return summary.exit_code
 
