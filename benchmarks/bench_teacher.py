@@ -28,11 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_backbone import matmul_rate  # noqa: E402  (FLOP-rate helper shared with it)
-from harness.worlds.sprites.backbone import SpritesDiT  # noqa: E402
-from harness.worlds.sprites.data import SpritesData  # noqa: E402
-from harness.worlds.sprites.teacher import FlowRecipe, ema_update, flow_loss, null_tokens  # noqa: E402
-from harness.worlds.sprites.world import WorldPreset, world_preset  # noqa: E402
+from benchmarks.bench_backbone import matmul_rate
+from harness.worlds.sprites.backbone import SpritesDiT
+from harness.worlds.sprites.data import SpritesData
+from harness.worlds.sprites.teacher import FlowRecipe, ema_update, flow_loss, null_tokens
+from harness.worlds.sprites.world import WorldPreset, world_preset
 
 
 def bf16_matmul_rate(size: int = 512, repeats: int = 20) -> float:
@@ -88,8 +88,8 @@ def main() -> None:
           f"({args.threads} threads)")
     print(f"preset {args.size}: {SpritesDiT(preset.dit).num_parameters() / 1e6:.2f}M parameters, "
           f"batch {preset.teacher.batch_size}, {preset.world.frames} frames of {preset.dit.tokens_per_frame} tokens")
-    recipes = {preset.teacher.precision: preset.teacher}
-    recipes.setdefault("fp32", dataclasses.replace(preset.teacher, precision="fp32"))
+    recipes = {name: dataclasses.replace(preset.teacher, precision=name) for name in ("fp32", "bf16")}
+    print(f"the preset trains in {preset.teacher.precision}")
     for name, recipe in recipes.items():
         steps_per_s, flops = teacher_figures(preset, recipe, args.iters)
         achieved = flops * steps_per_s

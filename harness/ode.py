@@ -9,6 +9,7 @@ off the trajectory. One Euler step from pure noise to σ = 0 gives ``x0 = x_T - 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def sample_ode(
     grid = ode_timesteps(steps, shift)
     x = noise
     trajectory = [x] if return_trajectory else None
-    for t, t_next in zip(grid[:-1], grid[1:]):
+    for t, t_next in itertools.pairwise(grid):
         v = guided_velocity(model, x, t, cond, uncond, scale=guidance_scale, form=cfg_form_name, causal=causal)
         x = euler_step(x, v, sigma_from_timestep(t), sigma_from_timestep(t_next))
         if trajectory is not None:

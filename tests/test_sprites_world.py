@@ -56,7 +56,7 @@ def built(tmp_path_factory):
 
 
 def test_artifacts_build_once_and_are_reused(built):
-    world, stages, models, root = built
+    _world, stages, _models, root = built
     assert stages.built == ["sprites-teacher", "sprites-causal-init", "sprites-diffusion-forcing",
                             "sprites-classifier"]
     [teacher_dir] = artifact_dirs(root / "sprites-teacher")

@@ -47,7 +47,7 @@ class CausalInitRecipe:
     min_lr_ratio: float = 0.1
     ema_decay: float = 0.99
     grad_clip: float = 1.0
-    precision: str = "bf16"
+    precision: str = "fp32"
     seed: int = 0
 
     def validate(self) -> None:

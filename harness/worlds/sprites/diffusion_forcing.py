@@ -19,7 +19,7 @@ from harness.worlds.sprites.teacher import FlowRecipe, Progress, save_model, tra
 from harness.worlds.sprites.world_config import SpritesConfig
 
 DEFAULT_DF_RECIPE = FlowRecipe(steps=300, lr=3e-4, warmup=20, timestep_sampling="uniform", train_shift=1.0,
-                               cfg_dropout=0.1, ema_decay=0.99, precision="bf16", seed=1)
+                               cfg_dropout=0.1, ema_decay=0.99, seed=1)
 
 
 def train_diffusion_forcing(teacher: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe,

@@ -10,9 +10,10 @@ probability ``cfg_dropout``) so the teacher can be sampled with classifier-free 
 A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format tag, DiT config, world
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
-Retrain the default teacher (about 20 minutes on 2 cores)::
+Retrain the default teacher (about 19 minutes on 2 idle cores; on a shared machine set
+OMP_WAIT_POLICY=PASSIVE, see world.py)::
 
-    python -m harness.worlds.sprites.teacher --size default --out DIR
+    OMP_WAIT_POLICY=PASSIVE python -m harness.worlds.sprites.teacher --size default --out DIR
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from harness.diffusion import add_noise, flow_target, shift_sigma
-from harness.errors import CheckpointError, ConfigError
+from harness.errors import CheckpointError, ConfigError, TrainingDiverged
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
@@ -63,7 +64,7 @@ class FlowRecipe:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     train_shift: float = 3.0  # σ ← shift(σ, train_shift): the sampler and DMD spend most steps at high σ
-    precision: str = "fp32"  # "bf16": CPU autocast, about 3x the fp32 matmul rate on AVX512-BF16 cores
+    precision: str = "fp32"  # "bf16": CPU autocast (faster matmuls, but slower steps for the small DiT)
     position_init: str = "sincos"  # "sincos": 2D sin/cos table for the spatial positions; "random": as built
     seed: int = 0
 
@@ -180,8 +181,6 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
         x0, ids, _, _ = data.batch(recipe.batch_size, rng)
         loss = flow_loss(model, x0, ids, null, recipe, gen, causal=causal, frames_per_chunk=fpc)
         if not torch.isfinite(loss):
-            from harness.errors import TrainingDiverged
-
             raise TrainingDiverged(f"flow loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -11,16 +11,23 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   (6-pixel objects: 83% object_class on real videos, since the templates blur into each other);
 * two plain backgrounds instead of four patterned ones: patterns are pixel detail the teacher must
   reproduce and the evaluator does not ask for;
-* bf16 autocast: 3x the fp32 matmul rate on AVX512-BF16 cores; run with OMP_WAIT_POLICY=PASSIVE
-  on a shared machine (spinning OpenMP threads made a step 10x slower under load).
+* fp32: bf16 autocast triples the bare matmul rate on AVX512-BF16 cores, but its casts make a
+  whole training step of this small DiT slower (1.46 vs 1.80 steps/s on idle cores);
+* on a shared machine run with OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads that lose their
+  core made a step 10x slower under load (17 s vs 1.2 s per step at load average 11).
+
+Measured quality is still short of the target (teacher 50-step samples: about 85% colour, 24% object
+class, 21% direction by sprites-bench after 1500 steps): objects come out fragmented into
+patch-sized pieces that do not persist across frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,9 +79,8 @@ PRESETS: dict[str, WorldPreset] = {
     "default": WorldPreset(
         world=_WORLD,
         dit=SpritesDiTConfig(height=16, width=16, patch_size=4, dim=96, depth=4, heads=4),
-        # 1500 steps: 20 minutes at the 1.25 steps/s measured on 2 shared cores (load 4-5)
-        teacher=FlowRecipe(steps=1500, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, train_shift=3.0,
-                           precision="bf16"),
+        # 1800 steps: 17-19 minutes at the 1.59-1.80 steps/s bench_teacher.py measured in fp32 on 2 cores
+        teacher=FlowRecipe(steps=1800, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, train_shift=3.0),
         causal_init=CausalInitRecipe(),
         diffusion_forcing=DEFAULT_DF_RECIPE,
         classifier=ClassifierConfig(),
