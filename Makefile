@@ -10,6 +10,9 @@ TORCH ?= torch==2.13.0
 STUDY ?= studies/ablation_asd.yaml
 PRESET ?= default
 PYTEST_ARGS ?=
+# torch's OpenMP threads spin while waiting by default; on a shared 2-core box that made training
+# steps 10x slower under load. It must be set before torch is imported, hence here.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test bench clean vbench-env system-deps
 

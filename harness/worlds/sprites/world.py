@@ -235,6 +235,13 @@ class SpritesWorld(World):
         model.load_state_dict(self._loaded[path].state_dict())
         return model.eval().requires_grad_(False)
 
+    def metric_names(self) -> set[str]:
+        """sprites-bench's dimensions, its aggregates and the classifier's distribution scores."""
+        from harness.worlds.sprites.scoring import SCORING_TABLE
+
+        return set(SCORING_TABLE) | {"total", "quality", "semantic", "frechet_distance", "diversity",
+                                     "reference_diversity", "diversity_ratio"}
+
     def config(self) -> dict[str, Any]:
         return {"world": self.name, "size": self.size, **self._identity(),
                 "teacher": asdict(self.preset.teacher), "causal_init": asdict(self.preset.causal_init),
