@@ -6,6 +6,7 @@ so an ASD model is trained once and sampled with 1, 2, 1* and 2* steps by four r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ import torch
 
 from ..atomic import append_line, truncate_jsonl_after
 from ..checkpoints import CheckpointStore
-from ..errors import CheckpointError
 from ..pipeline import RunContext
 from ..schedules import StepSchedule
+from ..weights import load_weights, save_weights
 from ..worlds.base import World
 from .common import WorldPipeline, component_config, evaluate_videos, save_samples, take_prompts, timed
 
@@ -83,11 +84,11 @@ class DistillAndEvaluate(WorldPipeline):
             train = TrainContext(workdir=folder, seed=ctx.seed, log=log,
                                  progress=lambda **kw: ctx.progress(**{"stage": f"distill {self.method.name}", **kw}))
             model = self.method.distill(self.world, teacher, init, train)
-            _save_weights(model, folder / GENERATOR_FILE)
+            save_weights(model, folder / GENERATOR_FILE)
 
         artifact = ctx.stage(f"distill-{self.method.name}", config, build)
         generator = self.world.make_backbone()
-        _load_weights(generator, artifact.path / GENERATOR_FILE)
+        load_weights(generator, artifact.path / GENERATOR_FILE)
         return generator.eval(), artifact
 
     def _save_trace(self, ctx: RunContext, generator, prompts: list[str]) -> None:
@@ -100,28 +101,4 @@ class DistillAndEvaluate(WorldPipeline):
 
 
 def _json_row(step: int, metrics) -> str:
-    import json
-
     return json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}})
-
-
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
-
-
-def _load_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name}: generator weights missing from {path.parent.name}") from None
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{path.name}: corrupt generator weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path.name}: does not match the backbone (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")

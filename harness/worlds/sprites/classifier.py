@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError, ConfigError
+from harness.weights import load_weights, save_weights
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.palette import SHAPES
 from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES, RenderedBatch, to_model
@@ -142,9 +143,8 @@ def train_classifier(out_dir: str | Path, cfg: ClassifierConfig, world: SpritesC
         "train_seconds": time.perf_counter() - started,
         **evaluate_accuracy(model, data, cfg.seed + 1, n=max(256, 4 * cfg.batch_size)),
     }
-    from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
+    save_weights(model, out / WEIGHTS_FILE)
     meta = {"format": FORMAT, "classifier": asdict(cfg), "world": asdict(world), "metrics": metrics}
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return metrics
@@ -177,7 +177,7 @@ def load_classifier(directory: str | Path, world: SpritesConfig | None = None) -
                 )
     cfg = meta["classifier"]
     model = SpritesClassifier(int(meta["world"]["frames"]), int(cfg["width"]), int(cfg["feature_dim"]))
-    model.load_state_dict(_read_weights(Path(directory) / WEIGHTS_FILE, model))
+    load_weights(model, Path(directory) / WEIGHTS_FILE, hint="build it with train_classifier")
     model.eval()
     return model
 
@@ -199,30 +199,6 @@ def _read_meta(directory: Path) -> dict:
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path}: key '{key}' missing")
     return meta
-
-
-def _read_weights(path: Path, model: nn.Module) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (build it with train_classifier)")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
-    expected = model.state_dict()
-    for key, tensor in expected.items():
-        if key not in state:
-            raise CheckpointError(f"{path}: tensor '{key}' missing")
-        if state[key].shape != tensor.shape:
-            raise CheckpointError(
-                f"{path}: tensor '{key}' has shape {list(state[key].shape)}, model expects {list(tensor.shape)}"
-            )
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise CheckpointError(f"{path}: unexpected tensor '{extra[0]}'")
-    return state
 
 
 def _jsonable(value):

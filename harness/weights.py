@@ -1,0 +1,54 @@
+"""Model weights as safetensors: written whole, read back strictly, never by unpickling objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """The model's state dict as a safetensors file (tensors made contiguous, on the CPU)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def read_weights(path: str | Path, model: nn.Module, *, hint: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` checked against ``model``: every key present, no extra, same shapes.
+
+    Each problem is one :class:`CheckpointError` naming the file and the tensor; ``hint`` says how to
+    rebuild a missing file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing{f' ({hint})' if hint else ''}")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from None
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{path}: tensor '{key}' missing")
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(f"{path}: tensor '{key}' has shape {list(state[key].shape)}, "
+                                  f"model expects {list(tensor.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path}: unexpected tensor '{extra[0]}'")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path, *, hint: str = "") -> nn.Module:
+    """Load ``path`` into ``model`` strictly (see :func:`read_weights`)."""
+    model.load_state_dict(read_weights(path, model, hint=hint))
+    return model
