@@ -142,25 +142,6 @@ class WandbTracker(Tracker):
                 logfile.write_text(cleaned)
 
 
-class RecordingTracker(Tracker):
-    """Keeps every call in memory; for tests and for inspecting what a pipeline logs."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    def start(self, run: RunInfo) -> None:
-        self.calls.append(("start", run))
-
-    def log(self, metrics: Mapping[str, float], step: int) -> None:
-        self.calls.append(("log", (dict(metrics), step)))
-
-    def summary(self, metrics: Mapping[str, Any]) -> None:
-        self.calls.append(("summary", dict(metrics)))
-
-    def finish(self, status: str) -> None:
-        self.calls.append(("finish", status))
-
-
 class GuardedTracker(Tracker):
     """Wraps a tracker so that its failures are logged once per call site and never raised."""
 

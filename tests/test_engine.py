@@ -8,12 +8,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from harness.atomic import read_jsonl
 
-from .conftest import ROOT, harness, harness_proc
+from .conftest import harness, harness_proc
 
 STUDY = textwrap.dedent(
     """\

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import ROOT, cli_env, harness
+from .conftest import cli_env, harness
 
 SECRET = "wandb-secret-key-0123456789abcdef0123456789abcdef"
 
