@@ -33,9 +33,9 @@ def _inputs(seed: int = 1, frames: int = FRAMES):
     return x, t, cond
 
 
-@pytest.fixture(scope="module")
-def model() -> SpritesDiT:
-    return _perturbed()
+@pytest.fixture(scope="module", params=[False, True], ids=["learned-positions", "rotary-positions"])
+def model(request) -> SpritesDiT:
+    return _perturbed(rotary_positions=request.param)
 
 
 def test_chunk_by_chunk_with_cache_equals_full_block_causal_forward(model):

@@ -36,6 +36,15 @@ def block_causal_mask(
     return allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
 
 
+def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``2·angles.shape[-1]`` channels of x [B, H, N, head_dim] pairwise; the rest pass."""
+    rotated = 2 * angles.shape[-1]
+    x1, x2 = x[..., :rotated:2], x[..., 1:rotated:2]
+    cos, sin = angles.cos(), angles.sin()
+    y = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+    return torch.cat([y, x[..., rotated:]], dim=-1)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the tokens of a video, reading (and optionally writing) a KV cache."""
 
@@ -52,11 +61,14 @@ class SelfAttention(nn.Module):
         mask: torch.Tensor | None,
         kv_cache: KVCache | None = None,
         layer: int = 0,
+        rotary: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: [B, N, D]; mask: [N, N_cache + N] or None; returns [B, N, D]."""
+        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: angles [N, R/2] of the queries' tokens."""
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if rotary is not None:
+            q, k = apply_rotary(q, rotary), apply_rotary(k, rotary)
         keys, values = k, v
         if kv_cache is not None:
             context = kv_cache.read(layer)

@@ -23,7 +23,13 @@ from harness.diffusion import per_frame_timesteps
 from harness.errors import ConfigError
 from harness.worlds.sprites.attention import CrossAttention, SelfAttention, block_causal_mask
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.embeddings import Patchify, PromptEncoder, TimestepEmbedding, sinusoidal
+from harness.worlds.sprites.embeddings import (
+    Patchify,
+    PromptEncoder,
+    TimestepEmbedding,
+    rotary_angles,
+    sinusoidal,
+)
 from harness.worlds.sprites.kv_cache import KVCache
 
 
@@ -57,12 +63,13 @@ class DiTBlock(nn.Module):
         mask: torch.Tensor | None,
         kv_cache: KVCache | None,
         layer: int,
+        rotary: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: [B, F, P, D] tokens; c: [B, F, D] per-frame conditioning; returns [B, F, P, D]."""
         b, f, p, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, :, None, :].chunk(6, dim=-1)
         h = _modulate(self.norm1(x), shift1, scale1).reshape(b, f * p, d)
-        x = x + gate1 * self.attn(h, mask=mask, kv_cache=kv_cache, layer=layer).view(b, f, p, d)
+        x = x + gate1 * self.attn(h, mask=mask, kv_cache=kv_cache, layer=layer, rotary=rotary).view(b, f, p, d)
         if self.cross is not None:
             x = x + self.cross(self.norm_cross(x).reshape(b, f * p, d), *prompt).view(b, f, p, d)
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
@@ -93,7 +100,9 @@ class SpritesDiT(nn.Module):
         config.validate()
         self.config = config
         self.patchify = Patchify(config)
-        self.spatial_position = nn.Parameter(torch.randn(config.tokens_per_frame, config.dim) * 0.02)
+        # with rotary positions attention already knows where a token is; the table starts at zero
+        scale = 0.0 if config.rotary_positions else 0.02
+        self.spatial_position = nn.Parameter(torch.randn(config.tokens_per_frame, config.dim) * scale)
         self.timestep = TimestepEmbedding(config.timestep_freq_dim, config.dim)
         self.prompt = PromptEncoder(config)
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
@@ -154,10 +163,12 @@ class SpritesDiT(nn.Module):
             )
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
+        rotary = rotary_angles(self.config, frames, offset, x_t.device) if self.config.rotary_positions else None
         features = []
         with kv_cache.writing(frames) if write_cache else nullcontext():
             for layer, block in enumerate(self.blocks):
-                x = block(x, c, (context, context_mask), mask=mask, kv_cache=kv_cache, layer=layer)
+                x = block(x, c, (context, context_mask), mask=mask, kv_cache=kv_cache, layer=layer,
+                          rotary=rotary)
                 if return_features:
                     features.append(x)
         v = self.patchify.unpatchify(self.final(x, c))

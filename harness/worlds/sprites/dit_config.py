@@ -31,6 +31,9 @@ class SpritesDiTConfig:
     pad_id: int = 0
     prompt_layers: int = 1
     cross_attention: bool = True
+    # 3D rotary (frame, row, column) queries/keys in self-attention: off by default, since at 1800 teacher
+    # steps it gave 47%/94%/28% object class/colour/direction vs 41%/89%/73% without it
+    rotary_positions: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

@@ -65,7 +65,7 @@ class FlowRecipe:
     logit_std: float = 1.0
     train_shift: float = 3.0  # σ ← shift(σ, train_shift): the sampler and DMD spend most steps at high σ
     precision: str = "fp32"  # "bf16": CPU autocast (faster matmuls, but slower steps for the small DiT)
-    position_init: str = "sincos"  # "sincos": 2D sin/cos table for the spatial positions; "random": as built
+    position_init: str = "sincos"  # "sincos": 2D sin/cos spatial table; "random": as built (zero if rotary)
     seed: int = 0
 
     def validate(self) -> None:
@@ -231,7 +231,8 @@ def load_model(directory: str | Path, dit: SpritesDiTConfig | None = None, *, ki
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(f"{directory / META_FILE}: holds a '{meta.get('kind')}' model, expected '{kind}'")
     try:
-        saved = SpritesDiTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["dit"].items()})
+        fields = {"rotary_positions": False, **meta["dit"]}  # older checkpoints: additive positions only
+        saved = SpritesDiTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{directory / META_FILE}: field 'dit' is not a valid SpritesDiTConfig ({exc})") from exc
     if dit is not None:
