@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,3 +54,18 @@ def load_weights(model: nn.Module, path: str | Path, *, hint: str = "") -> nn.Mo
     """Load ``path`` into ``model`` strictly (see :func:`read_weights`)."""
     model.load_state_dict(read_weights(path, model, hint=hint))
     return model
+
+
+def read_meta(path: str | Path, expected_format: str, *, hint: str = "") -> dict[str, Any]:
+    """The JSON written beside a weights file, checked for its format tag; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing{f' ({hint})' if hint else ''}")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: format is {found!r}, expected {expected_format!r}")
+    return meta

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError, ConfigError
-from harness.weights import load_weights, save_weights
+from harness.weights import load_weights, read_meta, save_weights
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.palette import SHAPES
 from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES, RenderedBatch, to_model
@@ -184,17 +184,7 @@ def load_classifier(directory: str | Path, world: SpritesConfig | None = None) -
 
 def _read_meta(directory: Path) -> dict:
     path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (build it with train_classifier)")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
-            f"expected {FORMAT!r}"
-        )
+    meta = read_meta(path, FORMAT, hint="build it with train_classifier")
     for key in ("classifier", "world"):
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path}: key '{key}' missing")

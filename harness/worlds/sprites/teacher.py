@@ -34,6 +34,8 @@ from torch import nn
 
 from harness.diffusion import add_noise, flow_target, shift_sigma
 from harness.errors import CheckpointError, ConfigError, TrainingDiverged
+from harness.weights import load_weights, save_weights
+from harness.weights import read_meta as read_json_meta
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
@@ -214,11 +216,9 @@ def train_teacher(out_dir: str | Path, world: SpritesConfig, dit: SpritesDiTConf
 def save_model(out_dir: str | Path, model: SpritesDiT, world: SpritesConfig, *, kind: str,
                recipe: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Write ``model.safetensors`` and ``model.json`` into ``out_dir``."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
+    save_weights(model, out / WEIGHTS_FILE)
     meta = {"format": FORMAT, "kind": kind, "dit": asdict(model.config), "world": asdict(world),
             "recipe": recipe, "metrics": metrics}
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -241,47 +241,16 @@ def load_model(directory: str | Path, dit: SpritesDiTConfig | None = None, *, ki
                 raise CheckpointError(f"{directory / META_FILE}: model has dit.{key}={getattr(saved, key)!r}, "
                                       f"expected {value!r}")
     model = SpritesDiT(saved)
-    model.load_state_dict(_read_weights(directory / WEIGHTS_FILE, model))
+    load_weights(model, directory / WEIGHTS_FILE)
     return model.eval()
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / META_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{path}: format is {found!r}, expected {FORMAT!r}")
+    meta = read_json_meta(path, FORMAT)
     if not isinstance(meta.get("dit"), dict):
         raise CheckpointError(f"{path}: key 'dit' missing")
     return meta
-
-
-def _read_weights(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
-    expected = model.state_dict()
-    for key, tensor in expected.items():
-        if key not in state:
-            raise CheckpointError(f"{path}: tensor '{key}' missing")
-        if state[key].shape != tensor.shape:
-            raise CheckpointError(f"{path}: tensor '{key}' has shape {list(state[key].shape)}, "
-                                  f"model expects {list(tensor.shape)}")
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise CheckpointError(f"{path}: unexpected tensor '{extra[0]}'")
-    return state
 
 
 # -- command line ----------------------------------------------------------------------------------
