@@ -1,11 +1,12 @@
 """Executors past one machine: Ray tasks and SLURM jobs (submitit), behind :class:`Executor`.
 
-Both run the very same :func:`harness.runner.execute_run` on a :class:`RunJob`, so the run store,
+Both run the very same :func:`harness.executors.execute_job` on a :class:`RunJob`, so the run store,
 locks, resume and trackers behave as locally. The run store (``runs_root``) and the stage cache must
 be on a filesystem every node sees. Ray and submitit are optional and imported only when used.
 
 Resources: each run asks for the executor's defaults, overridden per run by a ``resources`` mapping
-in the pipeline's ``init_args`` (``{cpus: 4, gpus: 2}``) when the pipeline has one.
+in the pipeline's ``init_args`` (``{cpus: 4, gpus: 2}``) when the pipeline has one. A run with more
+than one GPU runs under torchrun inside its task or job, one rank per GPU.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def run_resources(job: "RunJob", cpus: float, gpus: float) -> tuple[float, float
 
 
 def _execute(job: "RunJob") -> "RunOutcome":
-    from .runner import execute_run
+    from .executors import execute_job
 
-    return execute_run(job)
+    return execute_job(job)  # under torchrun when the run asks for several GPUs
 
 
 class RayExecutor(Executor):

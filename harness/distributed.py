@@ -3,13 +3,24 @@
 torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; without
 them a process is rank 0 of a world of 1, so the same code runs alone or under DDP. Rank 0 alone
 writes results and talks to Optuna and W&B: guard those calls with :func:`is_rank_zero`.
+
+Besides the rank helpers: the stage cache as a rank sees it (:class:`RankStageCache`, with
+:func:`every_rank` for builds that hold collectives), and the link between rank 0 and the process that
+launched torchrun (:class:`LauncherChannel` / :class:`LauncherLink`), through which rank 0 forwards
+progress and asks a sweep's pruner, since only the launching process holds the Optuna trial.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
+
+from .stages import Artifact, StageCache
 
 
 def rank() -> int:
@@ -111,3 +122,163 @@ def torchrun_command(nproc: int, *program: str, standalone: bool = True) -> list
     if standalone:
         cmd.append("--standalone")
     return [*cmd, *program]
+
+
+# -- the stage cache under torchrun ---------------------------------------------------------------
+
+
+class EveryRank:
+    """A stage build every rank must run because it holds collectives (data-parallel training)."""
+
+    def __init__(self, build: Callable[[Path], Any]) -> None:
+        self.build = build
+
+    def __call__(self, folder: Path) -> Any:
+        return self.build(folder)
+
+
+def every_rank(build: Callable[[Path], Any]) -> EveryRank:
+    """Mark a stage build as collective; outside torchrun it is the build itself."""
+    return EveryRank(build)
+
+
+class RankStageCache(StageCache):
+    """The stage cache one rank of a torchrun group sees; rank 0 alone writes artifacts.
+
+    A plain build runs on rank 0 alone, under the usual lock; the other ranks wait for its manifest
+    (polling the folder, so a long build hits no collective timeout). An :func:`every_rank` build runs
+    on every rank in rank 0's build folder — rank 0 holds the lock, tells the others the folder, and
+    publishes the artifact once every rank has finished. If rank 0 fails, torchrun stops the others.
+    """
+
+    poll_s = 0.5
+
+    def get(self, name: str, config: Any, build: Callable[[Path], Any], inputs: Iterable[Artifact | str] = (),
+            *, on_wait: Callable[[], None] | None = None) -> Artifact:
+        inputs = list(inputs)
+        if isinstance(build, EveryRank):
+            return self._collective(name, config, build, inputs, on_wait)
+        if is_rank_zero():
+            return super().get(name, config, build, inputs, on_wait=on_wait)
+        return self._published(name, config, inputs, wait=True)
+
+    def _collective(self, name: str, config: Any, build: EveryRank, inputs: list, on_wait: Any) -> Artifact:
+        if not is_rank_zero():
+            folder = broadcast_object(None)
+            if folder is not None:
+                build(Path(folder))
+                barrier()  # done writing into the build folder
+                barrier()  # rank 0 has published the artifact
+            return self._published(name, config, inputs, wait=False)
+        started: list[Path] = []
+
+        def lead(folder: Path) -> None:
+            broadcast_object(str(folder))
+            started.append(folder)
+            build(folder)
+            barrier()
+
+        artifact = super().get(name, config, lead, inputs, on_wait=on_wait)
+        if started:
+            barrier()
+        else:  # built before: nothing for the other ranks to do
+            broadcast_object(None)
+        return artifact
+
+    def _published(self, name: str, config: Any, inputs: list, *, wait: bool) -> Artifact:
+        while True:
+            found = self.lookup(name, config, inputs)
+            if found is not None:
+                return found
+            if not wait:
+                raise RuntimeError(f"stage '{name}' was not published by rank 0")
+            time.sleep(self.poll_s)
+
+
+# -- rank 0 ↔ the launching process -----------------------------------------------------------------
+
+CHANNEL_ENV = "HARNESS_LAUNCHER_ADDRESS"
+CHANNEL_KEY_ENV = "HARNESS_LAUNCHER_KEY"
+REPORTS_ENV = "HARNESS_LAUNCHER_REPORTS"
+
+
+class LauncherChannel:
+    """The launching process's end: rank 0's progress events go to ``progress``; its reports are
+    answered by ``reporter`` (a sweep's pruner). Local TCP with a random key, one client."""
+
+    def __init__(self, progress: Callable[[dict], None] | None,
+                 reporter: Callable[[float, int], bool] | None) -> None:
+        from multiprocessing.connection import Listener
+
+        self.progress, self.reporter, self.key = progress, reporter, os.urandom(16)
+        self.connected = threading.Event()
+        self.listener = Listener(("127.0.0.1", 0), authkey=self.key)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def env(self) -> dict[str, str]:
+        host, port = self.listener.address
+        return {CHANNEL_ENV: f"{host}:{port}", CHANNEL_KEY_ENV: self.key.hex(),
+                REPORTS_ENV: "1" if self.reporter is not None else "0"}
+
+    def _serve(self) -> None:
+        try:
+            conn = self.listener.accept()
+        except OSError:
+            return
+        self.connected.set()
+        with conn:
+            while True:
+                try:
+                    kind, *payload = conn.recv()
+                except (EOFError, OSError):
+                    return
+                if kind == "close":
+                    return
+                if kind == "progress" and self.progress is not None:
+                    self.progress(payload[0])
+                elif kind == "report":
+                    conn.send(bool(self.reporter(*payload)) if self.reporter is not None else False)
+
+    def close(self) -> None:
+        """Stop serving; wakes a server still waiting for rank 0 (which may never have connected)."""
+        from multiprocessing.connection import Client
+
+        if self.thread.is_alive() and not self.connected.is_set():
+            try:
+                with Client(self.listener.address, authkey=self.key) as wake:
+                    wake.send(("close",))
+            except OSError:
+                pass
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+class LauncherLink:
+    """Rank 0's end of :class:`LauncherChannel`, built from the environment the launcher set."""
+
+    def __init__(self, address: str, key: bytes, reports: bool) -> None:
+        from multiprocessing.connection import Client
+
+        host, port = address.rsplit(":", 1)
+        self.conn = Client((host, int(port)), authkey=key)
+        self.reports, self.lock = reports, threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> LauncherLink | None:
+        address = os.environ.get(CHANNEL_ENV)
+        if not address:
+            return None
+        return cls(address, bytes.fromhex(os.environ[CHANNEL_KEY_ENV]), os.environ.get(REPORTS_ENV) == "1")
+
+    def progress(self, event: dict) -> None:
+        with self.lock:
+            self.conn.send(("progress", dict(event)))
+
+    def report(self, value: float, step: int) -> bool:
+        with self.lock:
+            self.conn.send(("report", float(value), int(step)))
+            return bool(self.conn.recv())
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,10 +1,20 @@
-"""One run's life: lock → status → pipeline → result, with heartbeat, tracking and failure capture."""
+"""One run's life: lock → status → pipeline → result, with heartbeat, tracking and failure capture.
+
+Under torchrun every rank calls :func:`execute_run` on the same job. Rank 0 lives the run as above and
+tells the others whether there is anything to do; they run the same pipeline (its collectives need
+them) in a :class:`FollowerContext` that reads rank 0's run folder and writes only to a scratch folder,
+with no tracker, and act on rank 0's answer whenever the pipeline reports to a sweep's pruner.
+``python -m harness.runner JOB OUTCOME`` is what each rank runs (see :mod:`harness.executors`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import pickle
+import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -12,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .atomic import atomic_write_json, atomic_write_text
-from .errors import HarnessError
+from . import distributed
+from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .checkpoints import CheckpointStore
+from .errors import HarnessError, TrainingDiverged
 from .pipeline import Pipeline, Reporter, RunContext, RunPruned
 from .provenance import collect, utc_now
 from .stages import StageCache
@@ -117,23 +129,29 @@ def _json_metrics(metrics: Mapping[str, Any], run: str) -> dict[str, Any]:
 def execute_run(job: RunJob, progress: ProgressSink | None = None, reporter: Reporter | None = None) -> RunOutcome:
     """Execute one run unless it is complete already or another process holds it.
 
-    ``reporter`` is a sweep's pruning hook, handed to the pipeline as ``ctx.report``.
+    ``reporter`` is a sweep's pruning hook, handed to the pipeline as ``ctx.report``. Under torchrun,
+    ranks other than 0 follow rank 0 (see the module docstring).
     """
+    if not distributed.is_rank_zero():
+        return _follow(job)
     spec = job.spec
     run_dir = RunStore(job.runs_root, spec.study).run(spec.short)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     lock = run_dir.lock()
     if not lock.acquire(blocking=False):
+        _tell_followers(False)
         return RunOutcome(spec.hash, spec.name, BUSY)
     try:
         status = run_dir.read_status()
         if status.get("state") == COMPLETE and not job.force:
+            _tell_followers(False)
             result = run_dir.read_result() or {}
             return RunOutcome(spec.hash, spec.name, CACHED, metrics=result.get("metrics", {}),
                               headline=result.get("headline"))
         if job.force:
             run_dir.clear()
             status = {}
+        _tell_followers(True)
         return _execute_locked(job, run_dir, status, progress, reporter)
     finally:
         lock.release()
@@ -156,9 +174,10 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     resumed_from = None
     try:
         pipeline: Pipeline = instantiate_plugin(spec.config["pipeline"], Pipeline, f"run {spec.name}", "pipeline")
-        ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"], run_dir=run_dir, stages=StageCache(job.cache_root),
-                         tracker=tracker, progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}),
-                         reporter=reporter)
+        ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"], run_dir=run_dir,
+                         stages=_stage_cache(job), tracker=tracker,
+                         progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}),
+                         reporter=_shared_decision(reporter) if distributed.is_distributed() else reporter)
         steps = ctx.checkpoints.steps()
         if steps:
             resumed_from = steps[-1]
@@ -195,9 +214,123 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
                       resumed_from=resumed_from)
 
 
+def _stage_cache(job: RunJob) -> StageCache:
+    return distributed.RankStageCache(job.cache_root) if distributed.is_distributed() else StageCache(job.cache_root)
+
+
+# -- ranks other than 0 under torchrun ------------------------------------------------------------
+
+
+def _tell_followers(go: bool) -> None:
+    """Rank 0 says whether the run executes (the others must then run the pipeline with it)."""
+    if distributed.is_distributed():
+        distributed.broadcast_object(go)
+
+
+def _shared_decision(reporter: Reporter | None) -> Reporter:
+    """Rank 0 asks the sweep; every rank acts on its answer, so all stop at the same step."""
+
+    def report(value: float, step: int) -> bool:
+        decision = bool(reporter(value, step)) if reporter is not None else False
+        return bool(distributed.broadcast_object(decision))
+
+    return report
+
+
+class _ReadOnlyCheckpoints(CheckpointStore):
+    """Rank 0's checkpoints, to resume from; saving is rank 0's job."""
+
+    def save(self, step: int, state: dict[str, Any]) -> Path:
+        return self.path(step)
+
+
+@dataclass
+class FollowerContext(RunContext):
+    """What a rank other than 0 sees: rank 0's run folder to read, its own scratch folder to write."""
+
+    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="harness-rank-")))
+
+    def __post_init__(self) -> None:
+        self.checkpoints = _ReadOnlyCheckpoints(self.run_dir.checkpoints_dir)
+
+    @property
+    def workdir(self) -> Path:
+        return self.scratch
+
+    @property
+    def samples_dir(self) -> Path:
+        (self.scratch / "samples").mkdir(parents=True, exist_ok=True)
+        return self.scratch / "samples"
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        for key, value in metrics.items():  # diverge together with rank 0; record nothing
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainingDiverged(f"{key} is {value} at step {step}")
+
+    def progress(self, stage: str | None = None, step: int | None = None, total: int | None = None) -> None:
+        pass
+
+
+def _follow(job: RunJob) -> RunOutcome:
+    """A rank other than 0: run the pipeline alongside rank 0 when it runs, keeping nothing."""
+    spec = job.spec
+    if not distributed.broadcast_object(None):
+        return RunOutcome(spec.hash, spec.name, CACHED)
+    t0 = time.time()
+    pipeline: Pipeline = instantiate_plugin(spec.config["pipeline"], Pipeline, f"run {spec.name}", "pipeline")
+    run_dir = RunStore(job.runs_root, spec.study).run(spec.short)
+    with tempfile.TemporaryDirectory(prefix=f"harness-rank{distributed.rank()}-") as scratch:
+        ctx = FollowerContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"],
+                              run_dir=run_dir, stages=_stage_cache(job), tracker=NullTracker(),
+                              reporter=lambda value, step: bool(distributed.broadcast_object(None)),
+                              scratch=Path(scratch))
+        metrics = _json_metrics(pipeline.run(ctx), spec.name)
+    return RunOutcome(spec.hash, spec.name, COMPLETE, time.time() - t0, metrics=metrics)
+
+
+def rank_main(job_file: str, outcome_file: str) -> int:
+    """One rank of a torchrun launch: execute the pickled job; rank 0 pickles the outcome.
+
+    A rank that fails writes ``OUTCOME.rank<r>.json`` (its one-line reason and the time) before its
+    process group closes — the others fail only after that, so the earliest record is the root cause.
+    Rank 0 exits non-zero when the run failed, so torchrun stops ranks still waiting in a collective.
+    """
+    job: RunJob = pickle.loads(Path(job_file).read_bytes())
+    with distributed.process_group():
+        link = distributed.LauncherLink.from_env() if distributed.is_rank_zero() else None
+        try:
+            progress = link.progress if link is not None else None
+            reporter = link.report if link is not None and link.reports else None
+            outcome = execute_run(job, progress, reporter)
+        except RunPruned:  # a follower stopping with rank 0
+            return 0
+        except BaseException as exc:
+            _write_rank_failure(outcome_file, _one_line(exc))
+            raise
+        finally:
+            if link is not None:
+                link.close()
+        if distributed.is_rank_zero():
+            if outcome.state == FAILED:
+                _write_rank_failure(outcome_file, outcome.reason or "failed")
+            atomic_write_bytes(outcome_file, pickle.dumps(outcome))
+    return 1 if outcome.state == FAILED else 0
+
+
+def _write_rank_failure(outcome_file: str, reason: str) -> None:
+    atomic_write_json(f"{outcome_file}.rank{distributed.rank()}.json",
+                      {"rank": distributed.rank(), "time": time.time(), "reason": reason})
+
+
 def _make_tracker(job: RunJob) -> Tracker:
     try:
         return instantiate_plugin(job.tracker_config, Tracker, f"run {job.spec.name}", "tracker")
     except Exception as exc:  # noqa: BLE001 - a tracker never fails a run
         log.warning("tracker could not be built (%s); continuing without it", exc)
         return NullTracker()
+
+
+if __name__ == "__main__":
+    from harness.runner import rank_main as _rank_main  # the importable module, not this __main__ copy
+
+    sys.exit(_rank_main(*sys.argv[1:3]))

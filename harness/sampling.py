@@ -59,6 +59,15 @@ class NoiseSource:
     def choice(self, options: Sequence[Any]) -> Any:
         return options[self.integer(0, len(options))]
 
+    def spawn(self) -> NoiseSource:
+        """An independent source seeded from this one (a rollout's per-chunk streams)."""
+        return NoiseSource(self.integer(0, 2**62))
+
+    def take(self, batch: Any) -> Any:
+        """This process's rows of a per-sample batch drawn at the global batch size: all of them here;
+        a data-parallel rank keeps its shard (:class:`methods.data_parallel.ShardedNoise`)."""
+        return batch
+
     def get_state(self) -> torch.Tensor:
         return self.generator.get_state()
 
@@ -176,7 +185,7 @@ def causal_rollout(
     rule = renoise_rule(renoise)
     cache, chunks, nfe = KVCache(), [], 0
     recorder = X0Trace(meta={"schedule": schedule.spec}) if trace else None
-    chunk_noise = [NoiseSource(noise.integer(0, 2**62)) for _ in range(shape.num_chunks)]
+    chunk_noise = [noise.spawn() for _ in range(shape.num_chunks)]
     for c in range(shape.num_chunks):
         timesteps = schedule.timesteps_for_chunk(c)
         last = len(timesteps) - 1

@@ -2,8 +2,9 @@
 
 :class:`DistillationMethod` turns a method's config into a :class:`~methods.trainer.TrainingRecipe`
 (``build_recipe``) and runs it with the shared :class:`~methods.trainer.Trainer`. :class:`ScoreRecipe`
-holds the parts every recipe here needs: the generator (a copy of the causal init), the critic (a copy
-of the teacher, DMD's fake score), the frozen teacher (real score) and the DMD losses.
+holds the parts every recipe here needs: the generator (a copy of the causal init), the critic (DMD's
+fake score, ``world.critic_init(teacher)``: a copy of the teacher unless the world says otherwise), the
+frozen teacher (real score) and the DMD losses.
 
 FFE is orthogonal to the method (DESIGN.md "Interfaces"): ``inference="ffe"`` makes a bare step count
 given to :meth:`DistillationMethod.sample` mean ``n*`` instead of ``n``; a full spec (``"2*"``,
@@ -46,7 +47,7 @@ class ScoreRecipe:
         self.world, self.batch_size, self.device = world, batch_size, device
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.generator: nn.Module = copy.deepcopy(init).to(device).train().requires_grad_(True)
-        self.fake_score = copy.deepcopy(teacher).to(device).train().requires_grad_(True)
+        self.fake_score = world.critic_init(teacher).to(device).train().requires_grad_(True)
         self.critic: nn.Module = self.fake_score
         self.scores = DistributionMatching(self.teacher, self.fake_score, world.guidance, timesteps)
         self.train_prompts = list(world.prompts("train"))
@@ -54,8 +55,9 @@ class ScoreRecipe:
             raise ConfigError(f"world '{world.name}' has no train prompts to distil on")
 
     def prompt_batch(self, noise: NoiseSource) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-        """``batch_size`` train prompts drawn with the run's noise source, their cond and the null cond."""
-        prompts = [noise.choice(self.train_prompts) for _ in range(self.batch_size)]
+        """``batch_size`` train prompts drawn with the run's noise source (this rank's share under
+        data parallelism), their cond and the null cond."""
+        prompts = noise.take([noise.choice(self.train_prompts) for _ in range(self.batch_size)])
         cond = self.world.encode_prompts(prompts).to(self.device)
         return prompts, cond, self.world.null_condition(len(prompts)).to(self.device)
 

@@ -45,12 +45,11 @@ class CausVidRecipe(ScoreRecipe):
         """The student's x̂0 of a noised real batch (graph when grad is on), cond, uncond, metrics."""
         shape = self.world.video_shape
         real, prompts = self.world.real_videos(self.batch_size, noise.integer(0, 2**31 - 1), "train")
-        real = real.to(self.device)
+        real, prompts = noise.take(real).to(self.device), noise.take(prompts)
         cond = self.world.encode_prompts(prompts).to(self.device)
         uncond = self.world.null_condition(len(prompts)).to(self.device)
-        picks = torch.randint(
-            0, len(self.levels), (self.batch_size, shape.num_chunks), generator=noise.generator
-        )
+        draw = (self.batch_size, shape.num_chunks)
+        picks = noise.take(torch.randint(0, len(self.levels), draw, generator=noise.generator))
         chunk_t = self.levels[picks].to(self.device)  # [B, chunks]
         frame_t = chunk_t.repeat_interleave(shape.frames_per_chunk, dim=1)  # [B, F]
         noisy = add_noise(real, noise.normal(real.shape, self.device), sigma_from_timestep(frame_t))

@@ -8,6 +8,12 @@ the whole state — weights, optimisers, EMA, the noise generator's state and th
 ``ctx.workdir/checkpoints``, and a new run in the same folder resumes from the newest one exactly
 (the same losses as an uninterrupted run). A NaN/Inf loss term or gradient norm raises
 :class:`TrainingDiverged` naming the step and the term.
+
+Under torchrun the same loop is data parallel (:mod:`methods.data_parallel`, whose docstring says why
+gradients are all-reduced rather than the models wrapped in DDP): each rank draws the global batch's
+noise and keeps its shard, gradients are averaged before clipping, so every rank holds the same weights
+after every step; logged values are means over ranks. Rank 0 alone logs, reports progress and writes
+checkpoints; every rank resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from torch import nn
 
 from harness.checkpoints import CheckpointStore
 from harness.errors import CheckpointError, ConfigError, TrainingDiverged
+from harness.fsdp import gather_state, load_optimizer_state, scatter_state
 from harness.sampling import NoiseSource
 from methods.base import TrainContext
+from methods.data_parallel import STRATEGIES, Ranks, ranks
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,10 @@ class TrainSettings:
     Self Forcing (research/reference_code.md §1.3): AdamW betas (0, 0.999), weight decay 0.01, clip 10,
     ``lr_critic = lr_generator / 5`` (2e-6 / 4e-7 there), ratio 5, EMA 0.99 from step 200 of 600.
     The absolute learning rates and step counts here are assumptions sized for the CPU sprites world.
+    ``batch_size`` is the global batch: under torchrun each rank trains on its equal share of it.
+    ``parallel`` is how ranks share the models under torchrun: ``ddp`` (a full copy each, gradients
+    averaged) or ``fsdp`` (FSDP2 shards per block, :mod:`harness.fsdp`: for models that do not fit
+    replicated); one process ignores it.
     """
 
     steps: int = 300
@@ -48,6 +60,7 @@ class TrainSettings:
     ema_start_step: int = 100
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "critic_updates_per_generator", "checkpoint_every")
@@ -58,6 +71,10 @@ class TrainSettings:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr_generator <= 0 or self.lr_critic <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("train.lr_generator, train.lr_critic and train.max_grad_norm must be > 0")
+        if self.parallel not in STRATEGIES:
+            raise ConfigError(
+                f"train.parallel '{self.parallel}' is unknown; choose one of {sorted(STRATEGIES)}"
+            )
 
 
 DEFAULT_TRAIN = TrainSettings()
@@ -104,12 +121,14 @@ class EMA:
             else:
                 self.shadow[key].copy_(value)
 
-    def averaged(self, model: nn.Module) -> nn.Module:
-        """A copy of ``model`` carrying the EMA weights (the model itself when no EMA exists yet)."""
-        if not self.shadow:
+    def averaged(self, model: nn.Module, shadow: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        """A copy of ``model`` carrying the EMA weights (``shadow`` when given, e.g. gathered from shards;
+        the model itself when no EMA exists yet)."""
+        weights = self.shadow if shadow is None else shadow
+        if not weights:
             return model
         twin = copy.deepcopy(model)
-        twin.load_state_dict(self.shadow)
+        twin.load_state_dict(weights)
         return twin
 
 
@@ -124,6 +143,7 @@ class Trainer:
     def __init__(self, settings: TrainSettings, ctx: TrainContext) -> None:
         self.settings, self.ctx = settings, ctx
         self.store = CheckpointStore(ctx.workdir / "checkpoints", keep=settings.keep_checkpoints)
+        self.ranks: Ranks = ranks(settings.parallel)
 
     def _optimiser(self, module: nn.Module, lr: float) -> torch.optim.AdamW:
         s = self.settings
@@ -134,10 +154,13 @@ class Trainer:
     def run(self, recipe: TrainingRecipe, noise: NoiseSource) -> nn.Module:
         """Train (resuming from the newest checkpoint if any); return the EMA generator (or the generator)."""
         s = self.settings
+        self.ranks.prepare(recipe)  # FSDP shards the models here, before the optimisers see them
         self.opt_g = self._optimiser(recipe.generator, s.lr_generator)
         self.opt_c = self._optimiser(recipe.critic, s.lr_critic)
         self.ema = EMA(s.ema_decay, s.ema_start_step)
         step = self._resume(recipe, noise)
+        self.ranks.sync_weights(recipe.generator, recipe.critic)
+        noise = self.ranks.shard_noise(noise, s.batch_size)  # the same generator, this rank's rows
         while step < s.steps:
             row: dict[str, float] = {}
             if step % s.critic_updates_per_generator == 0:
@@ -152,12 +175,16 @@ class Trainer:
             row.update(
                 self._update("critic", c_step, recipe.critic, recipe.generator, self.opt_c, step, noise)
             )
-            self.ctx.log(row, step)
+            if self.ranks.writer:  # rank 0 alone logs, reports and writes checkpoints
+                self.ctx.log(row, step)
             step += 1
-            self.ctx.progress(stage="distill", step=step, total=s.steps)
+            if self.ranks.writer:
+                self.ctx.progress(stage="distill", step=step, total=s.steps)
             if step % s.checkpoint_every == 0 or step == s.steps:
                 self._save(recipe, noise, step)
-        return self.ema.averaged(recipe.generator)
+        # full tensors: a collective under FSDP, where export also gathers the writer's plain copy
+        shadow = gather_state(self.ema.shadow, keep=self.ranks.writer)
+        return self.ema.averaged(self.ranks.export(recipe.generator), shadow or {})
 
     def _update(
         self,
@@ -169,37 +196,45 @@ class Trainer:
         step: int,
         noise: NoiseSource,
     ) -> dict[str, float]:
-        """One optimiser step of ``role``; the other part is frozen so no gradient is spent on it."""
+        """One optimiser step of ``role``; the other part is frozen so no gradient is spent on it.
+
+        Loss terms are averaged over ranks before they are checked, so every rank raises together.
+        """
         _set_trainable(frozen, False)
         try:
             optimiser.zero_grad(set_to_none=True)
             out = compute(step, noise)
-            row = {f"{role}/loss": _finite(out.loss, f"{role} loss", step)}
-            row.update({f"{role}/{name}": _finite(term, name, step) for name, term in out.terms.items()})
+            terms = {f"{role}/loss": (out.loss, f"{role} loss")}
+            terms.update({f"{role}/{name}": (term, name) for name, term in out.terms.items()})
+            means = self.ranks.mean({key: _number(value) for key, (value, _) in terms.items()})
+            row = {key: _finite(means[key], name, step) for key, (_, name) in terms.items()}
             out.loss.backward()
+            self.ranks.average_gradients(trained)
             norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), self.settings.max_grad_norm)
             row[f"{role}/grad_norm"] = _finite(norm, f"{role} gradient norm", step)
             optimiser.step()
         finally:
             _set_trainable(frozen, True)
-        row.update({f"{role}/{k}": float(v) for k, v in out.metrics.items()})
+        metrics = self.ranks.mean({k: float(v) for k, v in out.metrics.items()})
+        row.update({f"{role}/{k}": v for k, v in metrics.items()})
         return row
 
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _save(self, recipe: TrainingRecipe, noise: NoiseSource, step: int) -> None:
-        self.store.save(
-            step,
-            {
-                "generator": recipe.generator.state_dict(),
-                "critic": recipe.critic.state_dict(),
-                "opt_generator": self.opt_g.state_dict(),
-                "opt_critic": self.opt_c.state_dict(),
-                "ema": self.ema.shadow,
-                "noise_rng": noise.get_state(),
-                "torch_rng": torch.get_rng_state(),
-            },
-        )
+        """Every rank gathers sharded state into full tensors (a collective under FSDP, a no-op
+        otherwise: checkpoints have the single-process format); the writer alone writes."""
+        models = {
+            "generator": recipe.generator.state_dict(),
+            "critic": recipe.critic.state_dict(),
+            "opt_generator": self.opt_g.state_dict(),
+            "opt_critic": self.opt_c.state_dict(),
+            "ema": self.ema.shadow,
+        }
+        full = gather_state(models, keep=self.ranks.writer)
+        if self.ranks.writer:
+            rng = {"noise_rng": noise.get_state(), "torch_rng": torch.get_rng_state()}
+            self.store.save(step, {**full, **rng})
 
     def _resume(self, recipe: TrainingRecipe, noise: NoiseSource) -> int:
         latest = self.store.latest()
@@ -207,23 +242,28 @@ class Trainer:
             return 0
         step, state = latest
         try:
-            recipe.generator.load_state_dict(state["generator"])
-            recipe.critic.load_state_dict(state["critic"])
-            self.opt_g.load_state_dict(state["opt_generator"])
-            self.opt_c.load_state_dict(state["opt_critic"])
+            recipe.generator.load_state_dict(scatter_state(recipe.generator, state["generator"]))
+            recipe.critic.load_state_dict(scatter_state(recipe.critic, state["critic"]))
+            load_optimizer_state(self.opt_g, state["opt_generator"])
+            load_optimizer_state(self.opt_c, state["opt_critic"])
+            ema = state["ema"]
+            self.ema.shadow = scatter_state(recipe.generator, ema) if ema else {}
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
                 f"{self.store.path(step).name} does not match this method's models: {first}"
             ) from None
-        self.ema.shadow = dict(state["ema"])
         noise.set_state(state["noise_rng"])
         torch.set_rng_state(state["torch_rng"])
         return step
 
 
-def _finite(value: torch.Tensor, term: str, step: int) -> float:
-    number = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+def _number(value: torch.Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _finite(value: torch.Tensor | float, term: str, step: int) -> float:
+    number = _number(value)
     if not math.isfinite(number):
         raise TrainingDiverged(f"training diverged at step {step}: {term} is {number}")
     return number

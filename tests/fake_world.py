@@ -101,6 +101,10 @@ class FakeWorld(World):
         picks = torch.randint(0, len(PROMPTS), (n,), generator=gen).tolist()
         return videos, [PROMPTS[i] for i in picks]
 
+    def real_videos_of(self, prompts, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return 0.5 * torch.randn(self._shape.tensor_shape(len(prompts)), generator=gen)
+
     def make_backbone(self) -> nn.Module:
         return build_sprites_dit(self.preset)
 

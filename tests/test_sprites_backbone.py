@@ -33,9 +33,10 @@ def _inputs(seed: int = 1, frames: int = FRAMES):
     return x, t, cond
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["learned-positions", "rotary-positions"])
+@pytest.fixture(scope="module", params=[{}, {"rotary_positions": True}, {"pixel_channels": 8}],
+                ids=["learned-positions", "rotary-positions", "pixel-layers"])
 def model(request) -> SpritesDiT:
-    return _perturbed(rotary_positions=request.param)
+    return _perturbed(**request.param)
 
 
 def test_chunk_by_chunk_with_cache_equals_full_block_causal_forward(model):
@@ -103,6 +104,43 @@ def test_cache_copy_branches_independently(model):
         model(x[:, FPC : 2 * FPC], 0.0, cond, kv_cache=branch, write_cache=True)
     assert (cache.num_frames, branch.num_frames) == (FPC, 2 * FPC)
     assert cache.read(0)[0].shape[2] == FPC * 16 and branch.read(0)[0].shape[2] == 2 * FPC * 16
+
+
+def _windowed_rollout(model, x, cond, window):
+    """Write every chunk of x into a cache with ``window_frames=window``; the per-chunk outputs."""
+    cache, outs = KVCache(window_frames=window), []
+    with torch.no_grad():
+        for k in range(x.shape[1] // FPC):
+            part = slice(k * FPC, (k + 1) * FPC)
+            outs.append(model(x[:, part], torch.full((B, FPC), 500.0), cond, kv_cache=cache, write_cache=True))
+    return cache, outs
+
+
+def test_a_window_as_long_as_the_video_changes_nothing(model):
+    x, _, cond = _inputs(4)
+    _, windowed = _windowed_rollout(model, x, cond, window=FRAMES)
+    _, unbounded = _windowed_rollout(model, x, cond, window=None)
+    assert all(torch.equal(a, b) for a, b in zip(windowed, unbounded))
+
+
+def test_a_window_bounds_the_context_and_forgets_evicted_frames(model):
+    x, _, cond = _inputs(5)
+    cache, outs = _windowed_rollout(model, x, cond, window=2 * FPC)
+    assert (cache.num_frames, cache.stored_frames) == (FRAMES, 2 * FPC)
+    tokens = model.config.tokens_per_frame * 2 * FPC
+    assert all(keys.shape[2] == tokens for keys in cache._keys)
+    # the window keeps the newest written frames: chunk 2 (written with its full context) and chunk 3,
+    # whose first-layer keys depend on its own frames alone
+    full_cache, full_outs = _windowed_rollout(model, x, cond, window=None)
+    chunk2 = slice(4 * model.config.tokens_per_frame, 6 * model.config.tokens_per_frame)
+    half = tokens // 2
+    assert all(torch.equal(k[:, :, :half], f[:, :, chunk2]) for k, f in zip(cache._keys, full_cache._keys))
+    assert torch.equal(cache._keys[0], full_cache._keys[0][:, :, -tokens:])
+    # chunks 0-2 were generated with at most 4 cached frames in both; chunk 3 lost chunk 0
+    assert all(torch.equal(outs[k], full_outs[k]) for k in range(3))
+    assert not torch.equal(outs[3], full_outs[3])
+    with pytest.raises(ConfigError, match="window_frames=3 is not a multiple of frames_per_chunk=2"):
+        model(x[:, :FPC], 0.0, cond, kv_cache=KVCache(window_frames=3), write_cache=True)
 
 
 def test_causal_mode_ignores_the_future_and_bidirectional_does_not(model):
@@ -188,6 +226,18 @@ def test_fresh_model_predicts_zero_and_trains_its_output_layer():
     assert v.abs().max() == 0
     (v - x).square().mean().backward()
     assert model.final.proj.weight.grad.abs().max() > 0
+
+
+def test_pixel_layers_start_at_zero_and_train_their_output_conv():
+    model = build_sprites_dit("smoke", pixel_channels=8)
+    assert model.final.proj.out_features == 8 * 4 * 4  # token → patch of pixel features
+    x, t, cond = _inputs()
+    v = model(x, t, cond)
+    assert v.shape == x.shape and v.abs().max() == 0
+    (v - x).square().mean().backward()
+    assert model.head.out.weight.grad.abs().max() > 0
+    with pytest.raises(ConfigError, match="pixel_channels must be >= 0"):
+        SpritesDiTConfig(pixel_channels=-1)
 
 
 def test_presets_and_parameter_count():

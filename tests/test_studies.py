@@ -68,3 +68,12 @@ def test_main_table_smoke_has_the_papers_rows(runs):
                     ["asd", "4", "10"], ["asd", "2*", "8"], ["asd", "1*", "7"], ["real_data", "-", "0"]]
     # the teacher and causal init trained for the ablation are reused, not retrained
     assert len(list((runs / ".stages").glob("sprites-teacher/*/stage.json"))) == 1
+    # every row, the real-data row included, has per-prompt diversity against a reference of the same
+    # prompt mix, so the mode-collapse column is defined everywhere
+    results = [json.loads(p.read_text())["metrics"] for p in (runs / "main_table").glob("*/result.json")]
+    assert len(results) == 10
+    for metrics in results:
+        assert "reference_diversity" not in metrics.get("undefined", []), metrics.get("method")
+        assert metrics["reference_diversity"] > 0 and metrics["diversity_ratio"] > 0
+    real = next(m for m in results if m["method"] == "real_data")
+    assert real["diversity"] > 0

@@ -15,6 +15,7 @@ from ..worlds.base import Evaluator, World
 ROW_METRICS = frozenset({"nfe", "latency_s"})
 
 REFERENCE_SEED = 10_000
+REFERENCE_PER_PROMPT = 2  # real videos per eval prompt in the distribution reference
 
 
 class WorldPipeline(Pipeline):
@@ -34,8 +35,9 @@ def evaluate_videos(ctx: RunContext, world: World, evaluator: Evaluator, videos:
     ctx.progress(stage="evaluate")
     reference = None
     if num_reference > 0:
-        real, real_prompts = world.real_videos(num_reference, REFERENCE_SEED, split="eval")
-        reference = (world.decode(real), real_prompts)
+        # the eval prompts, each twice, like the generated rows: reference diversity is then defined
+        real_prompts = take_prompts(world.prompts("eval"), num_reference, REFERENCE_PER_PROMPT)
+        reference = (world.decode(world.real_videos_of(real_prompts, REFERENCE_SEED)), real_prompts)
     if hasattr(evaluator, "evaluate"):
         result = evaluator.evaluate(videos, prompts, *(reference or (None, None)))
         metrics = {**result.raw, **result.scores, **getattr(result, "distribution", {})}

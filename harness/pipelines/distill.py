@@ -1,7 +1,9 @@
 """Distil a method in a world, sample it with one schedule, evaluate: one row of the paper's tables.
 
 The distillation is a cached stage keyed by the world, the method and the seed — not the schedule —
-so an ASD model is trained once and sampled with 1, 2, 1* and 2* steps by four runs.
+so an ASD model is trained once and sampled with 1, 2, 1* and 2* steps by four runs. With
+``resources: {gpus: N}`` the run executes under torchrun and the distillation is data parallel over
+the N ranks (every rank trains; rank 0 writes the artifact).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from ..atomic import append_line, truncate_jsonl_after
 from ..checkpoints import CheckpointStore
+from ..distributed import every_rank, is_rank_zero
 from ..pipeline import RunContext
 from ..schedules import StepSchedule
 from ..weights import load_weights, save_weights
@@ -36,16 +39,18 @@ class DistillAndEvaluate(WorldPipeline):
         sample_seed: Seed of the sampling noise: the same for every run, so rows differ only by model.
         save_videos: How many samples to keep as mp4 in the run folder.
         trace_videos: Videos whose per-step x̂0 trace is recorded for the cosine-similarity analysis.
+        resources: What one run asks of an executor, e.g. ``{gpus: 2}`` (several GPUs: torchrun).
     """
 
 
     def __init__(self, world: World, method: Any, schedule: str = "4", num_videos: int = 32,
                  videos_per_prompt: int = 2, num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4,
-                 trace_videos: int = 8):
+                 trace_videos: int = 8, resources: dict[str, float] | None = None):
         self.world, self.method, self.videos_per_prompt = world, method, videos_per_prompt
         self.schedule = StepSchedule.from_spec(schedule)
         self.num_videos, self.num_reference, self.sample_seed = num_videos, num_reference, sample_seed
         self.save_videos, self.trace_videos = save_videos, trace_videos
+        self.resources = dict(resources or {})
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         generator, artifact = self._distilled(ctx)
@@ -73,20 +78,22 @@ class DistillAndEvaluate(WorldPipeline):
         config = {"world": component_config(ctx.config, "world"), "method": component_config(ctx.config, "method"),
                   "seed": ctx.seed}
 
-        def build(folder: Path) -> None:
+        def build(folder: Path) -> None:  # on every rank under torchrun; rank 0 alone writes
             resume_step = CheckpointStore(folder / "checkpoints").steps()
-            truncate_jsonl_after(folder / "metrics.jsonl", resume_step[-1] if resume_step else 0)
+            if is_rank_zero():
+                truncate_jsonl_after(folder / "metrics.jsonl", resume_step[-1] if resume_step else 0)
 
             def log(metrics, step):
                 append_line(folder / "metrics.jsonl", _json_row(step, metrics))
                 ctx.log(metrics, step)
 
-            train = TrainContext(workdir=folder, seed=ctx.seed, log=log,
+            train = TrainContext(workdir=folder, seed=ctx.seed, log=log, device=self.world.device,
                                  progress=lambda **kw: ctx.progress(**{"stage": f"distill {self.method.name}", **kw}))
             model = self.method.distill(self.world, teacher, init, train)
-            save_weights(model, folder / GENERATOR_FILE)
+            if is_rank_zero():
+                save_weights(model, folder / GENERATOR_FILE)
 
-        artifact = ctx.stage(f"distill-{self.method.name}", config, build)
+        artifact = ctx.stage(f"distill-{self.method.name}", config, every_rank(build))
         generator = self.world.make_backbone()
         load_weights(generator, artifact.path / GENERATOR_FILE)
         return generator.eval(), artifact

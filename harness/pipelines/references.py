@@ -97,5 +97,5 @@ class RealDataReference(_Reference):
     method = "real_data"
 
     def videos(self, ctx: RunContext, prompts: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-        real, real_prompts = self.world.real_videos(len(prompts), self.sample_seed, split="eval")
-        return self.world.decode(real), real_prompts, {"schedule": "-", "nfe": 0, "latency_s": 0.0}
+        real = self.world.real_videos_of(prompts, self.sample_seed)
+        return self.world.decode(real), prompts, {"schedule": "-", "nfe": 0, "latency_s": 0.0}

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runner import BUSY, CACHED, PRUNED, RunJob, RunOutcome, execute_run
+from ..executors import execute_job
+from ..runner import BUSY, CACHED, PRUNED, RunJob, RunOutcome
 from ..store import COMPLETE, RunStore
 from ..study import RunSpec, expand_runs
 from .leases import WORKER_ATTR
@@ -41,7 +42,6 @@ class TrialObjective:
     runs_dir: Path
     cache_dir: Path
     worker_id: str
-    is_rank_zero: bool = True
 
     def __call__(self, trial: Any) -> float | list[float]:
         trial.set_user_attr(WORKER_ATTR, self.worker_id)
@@ -57,7 +57,7 @@ class TrialObjective:
 
         job = RunJob(run, str(self.runs_dir), str(self.cache_dir), self.spec.study.tracker_config)
         reporter = _pruning_reporter(trial, len(self.spec.objective_names)) if trial is not None else None
-        outcome = execute_run(job, reporter=reporter)
+        outcome = execute_job(job, reporter=reporter)  # rank 0 relays its reports here under torchrun
         if outcome.state == BUSY:  # the same point is running in another trial: wait and share its result
             outcome = _await_run(RunStore(self.runs_dir, run.study), run)
         if outcome.state == PRUNED:

@@ -96,6 +96,12 @@ class World(ABC):
         """``n`` real videos [n, F, C, H, W] in the backbone's space, with their prompts."""
 
     @abstractmethod
+    def real_videos_of(self, prompts: Sequence[str], seed: int) -> torch.Tensor:
+        """Real videos [len(prompts), F, C, H, W] showing exactly these prompts (repeats give distinct
+        videos): the real-data row and the distribution reference need the generated rows' prompt mix,
+        or per-prompt diversity is undefined for them."""
+
+    @abstractmethod
     def make_backbone(self) -> nn.Module:
         """A freshly initialised backbone (the same architecture serves teacher, student and critic)."""
 
@@ -106,6 +112,18 @@ class World(ABC):
     @abstractmethod
     def causal_init(self, stages: StageProvider) -> nn.Module:
         """The causal student's initialisation (a cached artifact)."""
+
+    def critic_init(self, teacher: nn.Module) -> nn.Module:
+        """The fake score's initialisation: a copy of the teacher (DMD). A world whose teacher is larger
+        than the student overrides it (Self Forcing: 14B teacher, 1.3B fake score)."""
+        import copy
+
+        return copy.deepcopy(teacher)
+
+    @property
+    def device(self) -> torch.device:
+        """Where this world's models train and sample: the CPU unless the world says otherwise."""
+        return torch.device("cpu")
 
     @abstractmethod
     def decode(self, x: torch.Tensor) -> np.ndarray:

@@ -31,6 +31,7 @@ from harness.worlds.sprites.embeddings import (
     sinusoidal,
 )
 from harness.worlds.sprites.kv_cache import KVCache
+from harness.worlds.sprites.pixel_layers import PixelHead, PixelStem
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -107,6 +108,8 @@ class SpritesDiT(nn.Module):
         self.prompt = PromptEncoder(config)
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final = FinalLayer(config)
+        self.stem = PixelStem(config.channels, config.pixel_channels) if config.pixel_channels else None
+        self.head = PixelHead(config.pixel_channels, config.channels) if config.pixel_channels else None
 
     @property
     def frames_per_chunk(self) -> int:
@@ -130,12 +133,19 @@ class SpritesDiT(nn.Module):
             )
         if write_cache and kv_cache is None:
             raise ValueError("write_cache=True needs a kv_cache to write to")
+        window = getattr(kv_cache, "window_frames", None)
+        if window is not None and window % cfg.frames_per_chunk:
+            raise ConfigError(f"KVCache window_frames={window} is not a multiple of frames_per_chunk="
+                              f"{cfg.frames_per_chunk}: chunks would be cut in half")
         if kv_cache is not None and kv_cache.batch_size not in (None, x_t.shape[0]):
             raise ValueError(f"kv_cache holds batch {kv_cache.batch_size} but x_t has batch {x_t.shape[0]}")
 
     def _tokens(self, x_t: torch.Tensor, frame_offset: int) -> torch.Tensor:
         frames = torch.arange(frame_offset, frame_offset + x_t.shape[1], device=x_t.device)
         position = self.spatial_position[None, :, :] + sinusoidal(frames, self.config.dim)[:, None, :]
+        if self.stem is not None:
+            b, f = x_t.shape[:2]
+            x_t = self.stem(x_t.flatten(0, 1)).unflatten(0, (b, f))
         return self.patchify(x_t) + position
 
     def forward(
@@ -152,14 +162,16 @@ class SpritesDiT(nn.Module):
         """Velocity [B, F, C, H, W]; with ``return_features`` also each block's tokens [B, F, P, D]."""
         self._check_input(x_t, kv_cache, write_cache)
         batch, frames = x_t.shape[:2]
+        # positions count every frame ever generated; the mask only the frames attention still sees
         offset = kv_cache.num_frames if kv_cache is not None else 0
+        stored = kv_cache.stored_frames if kv_cache is not None else 0
         timesteps = per_frame_timesteps(t, batch, frames).to(x_t.device)
         context, context_mask, pooled = self.prompt(cond)
         c = self.timestep(timesteps) + pooled[:, None, :]
         mask = None
         if causal:
             mask = block_causal_mask(
-                frames, offset, self.config.tokens_per_frame, self.config.frames_per_chunk
+                frames, stored, self.config.tokens_per_frame, self.config.frames_per_chunk
             )
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
@@ -172,6 +184,8 @@ class SpritesDiT(nn.Module):
                 if return_features:
                     features.append(x)
         v = self.patchify.unpatchify(self.final(x, c))
+        if self.head is not None:
+            v = self.head(v.flatten(0, 1)).unflatten(0, (batch, frames))
         return (v, features) if return_features else v
 
 

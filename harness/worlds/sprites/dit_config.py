@@ -34,6 +34,9 @@ class SpritesDiTConfig:
     # 3D rotary (frame, row, column) queries/keys in self-attention: off by default, since at 1800 teacher
     # steps it gave 47%/94%/28% object class/colour/direction vs 41%/89%/73% without it
     rotary_positions: bool = False
+    # > 0: per-frame 3x3 convolutions at pixel resolution before patchify and after unpatchify, with this
+    # many channels (pixel_layers.py says why); 0: linear patch embedding and head only
+    pixel_channels: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,6 +72,8 @@ class SpritesDiTConfig:
             raise ConfigError(
                 f"SpritesDiTConfig.pad_id={self.pad_id} is outside vocab_size={self.vocab_size}"
             )
+        if self.pixel_channels < 0:
+            raise ConfigError(f"SpritesDiTConfig.pixel_channels must be >= 0, got {self.pixel_channels}")
         if self.prompt_layers < 0 or self.mlp_ratio <= 0:
             raise ConfigError("SpritesDiTConfig.prompt_layers must be >= 0 and mlp_ratio > 0")
 
@@ -78,7 +83,8 @@ class SpritesDiTConfig:
 
     @property
     def patch_dim(self) -> int:
-        return self.channels * self.patch_size * self.patch_size
+        """Values per patch at the token boundary: pixels, or pixel features with ``pixel_channels``."""
+        return (self.pixel_channels or self.channels) * self.patch_size * self.patch_size
 
     def replace(self, **changes) -> SpritesDiTConfig:
         """A copy with some fields changed (validated again)."""

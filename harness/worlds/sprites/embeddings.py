@@ -63,13 +63,14 @@ class Patchify(nn.Module):
         return self.embed(self.patches(x))
 
     def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
-        """[B, F, P, C·p·p] → [B, F, C, H, W]."""
+        """[B, F, P, C·p·p] → [B, F, C, H, W] (C: pixel channels or pixel features)."""
         cfg, p = self.config, self.config.patch_size
         b, f = patches.shape[:2]
-        x = patches.reshape(b, f, cfg.height // p, cfg.width // p, cfg.channels, p, p).permute(
+        channels = patches.shape[-1] // (p * p)
+        x = patches.reshape(b, f, cfg.height // p, cfg.width // p, channels, p, p).permute(
             0, 1, 4, 2, 5, 3, 6
         )
-        return x.reshape(b, f, cfg.channels, cfg.height, cfg.width)
+        return x.reshape(b, f, channels, cfg.height, cfg.width)
 
 
 class TimestepEmbedding(nn.Module):

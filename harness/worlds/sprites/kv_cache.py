@@ -4,6 +4,11 @@ The contract (Self Forcing inference, research/reference_code.md §3): a denoisi
 the cache and never grows it; only the extra forward at t = 0 on a clean chunk *writes* its keys and
 values, once per layer, inside :meth:`KVCache.writing`. Writing anywhere else raises, so a sampler
 cannot silently pollute the context with noisy keys.
+
+``window_frames`` bounds the context like Self Forcing's ``local_attn_size``: the cache keeps the newest
+``window_frames`` written frames (a chunk attends to them and to itself) and drops older ones, so generating beyond the trained length costs the same per chunk
+however long the video grows. ``num_frames`` keeps counting every frame ever written (it is the position
+of the next frame); ``stored_frames`` is what attention sees.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ import torch
 class KVCache:
     """Per-layer keys and values ``[B, heads, tokens, head_dim]`` of the frames written so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_frames: int | None = None) -> None:
+        if window_frames is not None and window_frames < 1:
+            raise ValueError(f"KVCache window_frames must be >= 1 or None, got {window_frames}")
+        self.window_frames = window_frames
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
         self.num_frames = 0
+        self.stored_frames = 0
         self._pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._pending_frames = 0
 
@@ -84,17 +93,29 @@ class KVCache:
                 self._keys.append(keys)
                 self._values.append(values)
         self.num_frames += self._pending_frames
+        self.stored_frames += self._pending_frames
+        if self.window_frames is not None and self.stored_frames > self.window_frames:
+            self._evict(self.stored_frames - self.window_frames)
+
+    def _evict(self, frames: int) -> None:
+        """Drop the ``frames`` oldest frames (tokens are frame-major, so a slice along tokens)."""
+        drop = frames * (self._keys[0].shape[2] // self.stored_frames)
+        self._keys = [k[:, :, drop:] for k in self._keys]
+        self._values = [v[:, :, drop:] for v in self._values]
+        self.stored_frames -= frames
 
     # -- housekeeping ----------------------------------------------------------------------------
 
     def clear(self) -> None:
         """Forget every frame (start a new video)."""
-        self._keys, self._values, self.num_frames = [], [], 0
+        self._keys, self._values, self.num_frames, self.stored_frames = [], [], 0, 0
 
     def copy(self) -> KVCache:
         """An independent cache sharing the (immutable) tensors: branches of a rollout can diverge."""
-        twin = KVCache()
-        twin._keys, twin._values, twin.num_frames = list(self._keys), list(self._values), self.num_frames
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._keys, twin._values = list(self._keys), list(self._values)
+        twin._pending, twin._pending_frames = None, 0
         return twin
 
     def detach(self) -> KVCache:
@@ -105,4 +126,4 @@ class KVCache:
         return twin
 
     def __repr__(self) -> str:
-        return f"KVCache(frames={self.num_frames}, layers={len(self._keys)})"
+        return f"KVCache(frames={self.num_frames}, stored={self.stored_frames}, layers={len(self._keys)})"

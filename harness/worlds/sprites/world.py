@@ -47,7 +47,7 @@ from harness.worlds.sprites.diffusion_forcing import DEFAULT_DF_RECIPE, build_di
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
 from harness.worlds.sprites.evaluator import SpritesBench
 from harness.worlds.sprites.prompts import encode_batch
-from harness.worlds.sprites.render import from_model
+from harness.worlds.sprites.render import from_model, to_model
 from harness.worlds.sprites.teacher import FlowRecipe, load_model, null_tokens, train_teacher
 from harness.worlds.sprites.world_config import SpritesConfig
 
@@ -164,6 +164,9 @@ class SpritesWorld(World):
     def real_videos(self, n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, list[str]]:
         videos, _, _, prompts = self.data.batch(n, seed, split)
         return videos, prompts
+
+    def real_videos_of(self, prompts: Sequence[str], seed: int) -> torch.Tensor:
+        return torch.from_numpy(to_model(self.data.render_prompts(list(prompts), seed).videos))
 
     def make_backbone(self) -> nn.Module:
         return SpritesDiT(self.preset.dit)

@@ -88,6 +88,10 @@ class WanBackbone(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def fsdp_units(self) -> list[nn.Module]:
+        """FSDP2 shard units below the root (:mod:`harness.fsdp`): one per transformer block."""
+        return list(self.transformer.blocks)
+
     # -- gradient checkpointing ----------------------------------------------------------------
 
     def enable_gradient_checkpointing(self) -> None:
@@ -162,6 +166,8 @@ class WanBackbone(nn.Module):
             return 0
         if kv_cache.batch_size not in (None, batch):
             raise ConfigError(f"kv_cache holds batch {kv_cache.batch_size} but x_t has batch {batch}")
+        if kv_cache.stored_frames != kv_cache.num_frames:
+            raise ConfigError("the Wan backbone does not read a windowed KV cache (window_frames) that dropped frames")
         cached = kv_cache.num_frames
         start = cached if start_frame is None else int(start_frame)
         if not 0 <= start <= cached or start % self.frames_per_chunk:

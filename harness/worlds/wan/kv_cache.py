@@ -26,19 +26,10 @@ class WanKVCache(KVCache):
         if frames == 0:
             self.clear()
             return
+        if self.stored_frames != self.num_frames:
+            raise ConfigError("cannot truncate a windowed cache that already dropped frames")
         per_frame = self._keys[0].shape[2] // self.num_frames
         keep = frames * per_frame
         self._keys = [k[:, :, :keep] for k in self._keys]
         self._values = [v[:, :, :keep] for v in self._values]
-        self.num_frames = frames
-
-    def copy(self) -> WanKVCache:
-        twin = WanKVCache()
-        twin._keys, twin._values, twin.num_frames = list(self._keys), list(self._values), self.num_frames
-        return twin
-
-    def detach(self) -> WanKVCache:
-        twin = self.copy()
-        twin._keys = [k.detach() for k in twin._keys]
-        twin._values = [v.detach() for v in twin._values]
-        return twin
+        self.num_frames = self.stored_frames = frames
