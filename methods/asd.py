@@ -104,9 +104,20 @@ class ASDRecipe(SelfRolloutRecipe):
         shared_t = psi_n.timestep if self.asd.same_noise_level else None
         return psi_n, noise_sample(x_next, self.asd.discriminator_timesteps, noise, shared_t)
 
+    @property
+    def adversarial(self) -> bool:
+        """False at alpha = 0 (the step-unified DMD baseline): the n+1-step branch and D_n would
+        change nothing, so they are not computed and the baseline trains at Self Forcing's cost."""
+        return self.asd.alpha > 0
+
     def generator_step(self, step: int, noise: NoiseSource) -> StepOutput:
         _, cond, uncond = self.prompt_batch(noise)
         n = noise.choice(self.asd.n_choices)
+        if not self.adversarial:
+            x_n = self.rollout(cond, self.training_schedule(n), noise, grad=True).video
+            dmd, metrics = self.scores.generator_loss(x_n, cond, uncond, noise)
+            metrics.update(n=float(n))
+            return StepOutput(dmd, {"dmd": dmd.detach()}, metrics)
         x_n, x_next = self._pair(cond, n, noise, grad=True)
         dmd, metrics = self.scores.generator_loss(x_n, cond, uncond, noise)
         psi_n, psi_next = self._psi(x_n, x_next, noise)
@@ -121,6 +132,11 @@ class ASDRecipe(SelfRolloutRecipe):
     def critic_step(self, step: int, noise: NoiseSource) -> StepOutput:
         _, cond, _ = self.prompt_batch(noise)
         n = noise.choice(self.asd.n_choices)
+        if not self.adversarial:
+            with torch.no_grad():
+                x_n = self.rollout(cond, self.training_schedule(n), noise, grad=False).video
+            flow = self.scores.critic_loss(x_n, cond, noise)
+            return StepOutput(flow, {"flow": flow.detach()}, {"n": float(n)})
         with torch.no_grad():
             x_n, x_next = self._pair(cond, n, noise, grad=False)
         flow = self.scores.critic_loss(x_n, cond, noise)

@@ -64,6 +64,22 @@ def test_generator_loss_is_dmd_plus_alpha_times_asd():
     torch.testing.assert_close(out.loss.detach(), out.terms["dmd"] + 7.0 * out.terms["asd"])
 
 
+def test_alpha_zero_is_the_dmd_baseline_without_the_adversarial_branch():
+    """At alpha = 0 neither step rolls out n + 1 steps nor runs D_n: one rollout per step."""
+    world = FakeWorld(frames=4)
+    recipe = _recipe(world, alpha=0.0, n_choices=(1,))
+    exits: list[float] = []
+    recipe.generator.register_forward_hook(lambda m, args, out: exits.append(float(torch.as_tensor(args[1]).flatten()[0])))
+    head_calls: list[int] = []
+    recipe.head.register_forward_hook(lambda *a: head_calls.append(1))
+    gen = recipe.generator_step(0, NoiseSource(3))
+    critic = recipe.critic_step(0, NoiseSource(4))
+    assert set(gen.terms) == {"dmd"} and set(critic.terms) == {"flow"}
+    torch.testing.assert_close(gen.loss.detach(), gen.terms["dmd"])
+    # n = 1 on 2 chunks: per rollout one denoising forward and one cache pass per chunk, two rollouts
+    assert len(exits) == 2 * 2 * 2 and head_calls == []
+
+
 def test_the_discriminator_learns_to_separate_two_distinguishable_inputs():
     world = FakeWorld(frames=2)
     recipe = _recipe(world, n_choices=(1,), discriminator_timesteps=ScoreTimesteps(min_t=20.0, max_t=100.0))
