@@ -23,8 +23,9 @@ Self Forcing's size-based FSDP1 policy, under which the whole 1.3B transformer i
 
 :class:`FullyShardedRanks` is the ``fsdp`` strategy of :func:`methods.data_parallel.ranks`
 (``train: {parallel: fsdp}``): the loop's :class:`~methods.data_parallel.DataParallel` with sharding
-in ``prepare`` and a gathered plain copy of the generator in ``export``. Launch with torchrun, e.g.
-``torchrun --nproc_per_node=8 -m harness.cli run STUDY.yaml``, or through ``resources: {gpus: 8}``.
+in ``prepare`` and a gathered plain copy of the generator in ``export``. A run gets ranks by asking
+for ``resources: {gpus: N}``: every executor then launches it as ``python -m torch.distributed.run
+--nproc_per_node=N --standalone -m harness.runner JOB OUTCOME`` (:mod:`harness.executors`).
 """
 
 from __future__ import annotations

@@ -28,9 +28,14 @@ that needs it raises one line saying what to install):
   [B, 512, D] zero-padded; ``python -m harness.worlds.wan.text PROMPTS.txt STORE.safetensors`` encodes
   with UMT5 where transformers and the encoder weights are available.
 
-Not here yet: a registered ``wan`` World (VAE decode, prompts, teacher recipe), FSDP2, flex-attention
-block masks for GPU (the causal mask is dense, [L, L] bool), per-frame (rather than per-token)
-modulation to save memory at 21×1560 tokens.
+* World: ``WanWorld`` (``world.py``): the World interface on these backbones (prompt files, the
+  embedding store, teacher / causal init / critic checkpoints, ``AutoencoderKLWan`` decode, VBench),
+  with a ``tiny`` preset whose unset parts are built locally for CPU tests; the pieces are
+  ``prompts.py``, ``conditioning.py``, ``vae.py``, ``evaluator.py``, ``latents.py``, ``sources.py``.
+  ``WanBackbone.fsdp_units()`` gives :mod:`harness.fsdp` its per-block shard units.
+
+Not here yet: flex-attention block masks for GPU (the causal mask is dense, [L, L] bool), per-frame
+(rather than per-token) modulation to save memory at 21×1560 tokens.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ _EXPORTS = {
     "convert_checkpoint": "convert",
     "convert_state_dict": "convert",
     "TextEmbeddingStore": "text",
+    "WanWorld": "world",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as in the docstring
     "WanConfig", "PRESETS", "WanBackbone", "build_wan_backbone", "count_parameters", "WanKVCache",
-    "load_wan_backbone", "convert_checkpoint", "convert_state_dict", "TextEmbeddingStore",
+    "load_wan_backbone", "convert_checkpoint", "convert_state_dict", "TextEmbeddingStore", "WanWorld",
 ]
 
 
