@@ -228,14 +228,14 @@ def test_fresh_model_predicts_zero_and_trains_its_output_layer():
     assert model.final.proj.weight.grad.abs().max() > 0
 
 
-def test_pixel_layers_start_at_zero_and_train_their_output_conv():
+def test_pixel_layers_start_at_zero_and_train_both_output_paths():
     model = build_sprites_dit("smoke", pixel_channels=8)
-    assert model.final.proj.out_features == 8 * 4 * 4  # token → patch of pixel features
+    assert model.final.proj.out_features == (3 + 8) * 4 * 4  # token → patch of pixels and pixel features
     x, t, cond = _inputs()
     v = model(x, t, cond)
     assert v.shape == x.shape and v.abs().max() == 0
     (v - x).square().mean().backward()
-    assert model.head.out.weight.grad.abs().max() > 0
+    assert model.head.out.weight.grad.abs().max() > 0 and model.final.proj.weight.grad.abs().max() > 0
     with pytest.raises(ConfigError, match="pixel_channels must be >= 0"):
         SpritesDiTConfig(pixel_channels=-1)
 

@@ -83,8 +83,8 @@ class SpritesDiTConfig:
 
     @property
     def patch_dim(self) -> int:
-        """Values per patch at the token boundary: pixels, or pixel features with ``pixel_channels``."""
-        return (self.pixel_channels or self.channels) * self.patch_size * self.patch_size
+        """Values per patch at the token boundary: pixels, plus pixel features with ``pixel_channels``."""
+        return (self.channels + self.pixel_channels) * self.patch_size * self.patch_size
 
     def replace(self, **changes) -> SpritesDiTConfig:
         """A copy with some fields changed (validated again)."""

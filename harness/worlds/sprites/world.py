@@ -175,9 +175,9 @@ class SpritesWorld(World):
                        steps: int | None = None) -> torch.Tensor:
         """The teacher's Euler samples [n, F, C, H, W] with the world's CFG (the teacher row of a table)."""
         from harness.ode import sample_ode
+        from harness.sampling import noise_source
 
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn(self.video_shape.tensor_shape(len(prompts)), generator=gen)
+        noise = noise_source(seed).normal(self.video_shape.tensor_shape(len(prompts)))  # int or per-video
         return sample_ode(teacher, noise, self.encode_prompts(prompts), self.null_condition(len(prompts)),
                           steps=steps or self.sample_steps, shift=self.sample_shift,
                           guidance_scale=self.guidance.scale, cfg_form_name=self.guidance.form).x0
