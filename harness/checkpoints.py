@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,14 @@ class CheckpointStore:
         return path
 
     def load(self, step: int, map_location: str = "cpu") -> dict[str, Any]:
+        """The state saved at ``step``. The file is memory-mapped where its format allows (the zip format
+        :meth:`save` writes), so the ranks of one machine resuming from it share its pages instead of
+        each reading a copy; the mapping is private, so changing a loaded tensor never touches the file."""
         import torch
 
         path = self.path(step)
         try:
-            blob = torch.load(path, map_location=map_location, weights_only=True)
+            blob = torch.load(path, map_location=map_location, weights_only=True, mmap=zipfile.is_zipfile(path))
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint not found: {path.name}") from None
         except Exception as exc:  # torch raises several types for truncated or foreign files

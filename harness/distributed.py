@@ -282,3 +282,24 @@ class LauncherLink:
 
     def close(self) -> None:
         self.conn.close()
+
+
+# -- work split over ranks, and rendezvous through files -------------------------------------------
+
+
+def share(count: int) -> range:
+    """This rank's contiguous part of ``count`` work items, part sizes differing by at most one (unlike
+    :func:`shard`, which splits a training batch that must divide evenly)."""
+    size = world_size()
+    return range(rank() * count // size, (rank() + 1) * count // size)
+
+
+def wait_for_files(paths: Iterable[Path], poll_s: float = 0.5,
+                   on_wait: Callable[[], None] | None = None) -> None:
+    """Block until every path exists, polling: a long wait on slower ranks hits no collective timeout
+    (a rank that dies makes torchrun stop this one)."""
+    pending = [Path(p) for p in paths]
+    while pending := [p for p in pending if not p.exists()]:
+        if on_wait is not None:
+            on_wait()
+        time.sleep(poll_s)

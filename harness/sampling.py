@@ -75,6 +75,11 @@ class NoiseSource:
         self.generator.set_state(state)
 
 
+def noise_source(seed: int | NoiseSource) -> NoiseSource:
+    """A fresh source for an int seed; a given source (e.g. per-video streams) as it is."""
+    return seed if isinstance(seed, NoiseSource) else NoiseSource(seed)
+
+
 # ---------------------------------------------------------------------------------------------
 # Re-noising x̂0 to the next timestep: a registry of named rules
 
@@ -222,12 +227,14 @@ def sample_causal(
     generator: nn.Module,
     prompts: list[str],
     schedule: StepSchedule | str | int,
-    seed: int,
+    seed: int | NoiseSource,
     *,
     trace: bool = False,
     renoise: str = "sde",
 ) -> Any:
-    """Videos for ``prompts`` with the shared sampler; returns :class:`methods.base.Samples`."""
+    """Videos for ``prompts`` with the shared sampler; returns :class:`methods.base.Samples`.
+
+    ``seed`` is an int, or a :class:`NoiseSource` whose draws are one row per prompt (per-video noise)."""
     from methods.base import Samples
 
     schedule = as_schedule(schedule)
@@ -239,7 +246,7 @@ def sample_causal(
         with torch.no_grad():
             cond = world.encode_prompts(prompts).to(device)
             result = causal_rollout(
-                generator, cond, shape, schedule, NoiseSource(seed), renoise=renoise, trace=trace
+                generator, cond, shape, schedule, noise_source(seed), renoise=renoise, trace=trace
             )
     finally:
         generator.train(was_training)
@@ -247,5 +254,5 @@ def sample_causal(
     if result.nfe != expected:
         raise RuntimeError(f"sampler ran {result.nfe} forwards, schedule {schedule} promises {expected}")
     if result.trace is not None:
-        result.trace.meta.update(prompts=list(prompts), seed=seed)
+        result.trace.meta.update(prompts=list(prompts), seed=seed if isinstance(seed, int) else str(seed))
     return Samples(videos=result.video, nfe=result.nfe, schedule=schedule.label, trace=result.trace)

@@ -100,6 +100,22 @@ def test_checkpoints_keep_latest_and_refuse_corrupt_files(tmp_path):
         store.load(40)
 
 
+def test_checkpoints_load_memory_mapped_and_private_and_legacy_files_still_load(tmp_path):
+    store = CheckpointStore(tmp_path)
+    path = store.save(1, {"w": torch.arange(4.0)})
+    state = store.load(1)
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # Linux: the tensor's memory is a mapping of the checkpoint file itself
+        ptr = state["w"].data_ptr()
+        spans = [line.split() for line in maps.read_text().splitlines()]
+        owner = [s[-1] for s in spans if int(s[0].split("-")[0], 16) <= ptr < int(s[0].split("-")[1], 16)]
+        assert owner == [str(path)]
+    state["w"] += 1  # a private mapping: the file is untouched
+    assert torch.equal(store.load(1)["w"], torch.arange(4.0))
+    torch.save({"step": 2, "state": {"w": torch.ones(2)}}, store.path(2), _use_new_zipfile_serialization=False)
+    assert torch.equal(store.load(2)["w"], torch.ones(2))  # the legacy format cannot be mapped: read
+
+
 def test_checkpoint_refuses_pickled_objects(tmp_path):
     store = CheckpointStore(tmp_path)
     torch.save({"step": 1, "state": {"obj": Path("x")}}, store.path(1))  # a pickled arbitrary object

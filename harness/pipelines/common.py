@@ -1,20 +1,21 @@
-"""Pieces every pipeline shares: evaluating decoded videos and writing samples the reports read."""
+"""Pieces every pipeline shares: the eval prompts, the real reference, flat metrics, saved samples."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..pipeline import Pipeline, RunContext
 from ..video import SampleMeta, write_video
-from ..worlds.base import Evaluator, World
+from ..worlds.base import World
 
 # What every pipeline adds to the evaluator's scores.
 ROW_METRICS = frozenset({"nfe", "latency_s"})
 
-REFERENCE_SEED = 10_000
+REFERENCE_SEED = 10_000  # real videos the distribution scores compare against; the same for every run
 REFERENCE_PER_PROMPT = 2  # real videos per eval prompt in the distribution reference
 
 
@@ -26,26 +27,21 @@ class WorldPipeline(Pipeline):
 
     def metric_names(self) -> set[str] | None:
         names = self.world.metric_names()
-        return None if names is None else set(names) | ROW_METRICS  # real videos the distribution scores compare against; the same for every run
+        return None if names is None else set(names) | ROW_METRICS
 
 
-def evaluate_videos(ctx: RunContext, world: World, evaluator: Evaluator, videos: np.ndarray,
-                    prompts: list[str], num_reference: int) -> dict[str, Any]:
-    """Scores of ``videos`` as flat metrics: total / quality / semantic, every dimension, distribution."""
-    ctx.progress(stage="evaluate")
-    reference = None
-    if num_reference > 0:
-        # the eval prompts, each twice, like the generated rows: reference diversity is then defined
-        real_prompts = take_prompts(world.prompts("eval"), num_reference, REFERENCE_PER_PROMPT)
-        reference = (world.decode(world.real_videos_of(real_prompts, REFERENCE_SEED)), real_prompts)
-    if hasattr(evaluator, "evaluate"):
-        result = evaluator.evaluate(videos, prompts, *(reference or (None, None)))
-        metrics = {**result.raw, **result.scores, **getattr(result, "distribution", {})}
-    else:
-        raw = evaluator.score(videos, prompts)
-        metrics = {**raw, **evaluator.aggregate(raw)}
-    # A score can be undefined for a sample set (diversity needs two samples of one prompt): it is
-    # left out and named, so tables show it as missing rather than as a number.
+def reference_videos(world: World, num_reference: int) -> tuple[np.ndarray, list[str]] | None:
+    """Real videos the distribution scores compare against, with their prompts (None for 0 of them)."""
+    if num_reference <= 0:
+        return None
+    # the eval prompts, each twice, like the generated rows: reference diversity is then defined
+    real_prompts = take_prompts(world.prompts("eval"), num_reference, REFERENCE_PER_PROMPT)
+    return world.decode(world.real_videos_of(real_prompts, REFERENCE_SEED)), real_prompts
+
+
+def flat_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
+    """Finite scores as floats. A score can be undefined for a sample set (diversity needs two samples
+    of one prompt): it is left out and named, so tables show it as missing rather than as a number."""
     out: dict[str, Any] = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
     undefined = sorted(k for k in metrics if k not in out)
     if undefined:
@@ -53,16 +49,18 @@ def evaluate_videos(ctx: RunContext, world: World, evaluator: Evaluator, videos:
     return out
 
 
-def save_samples(ctx: RunContext, videos: np.ndarray, prompts: list[str], *, count: int, method: str,
-                 schedule: str, nfe: int, seed: int, fps: float = 8.0) -> list[str]:
-    """The first ``count`` videos as mp4 with sidecars, named so reports can line them up."""
+def save_samples(ctx: RunContext, videos: np.ndarray, metas: Sequence[SampleMeta], indices: Sequence[int], *,
+                 count: int, fps: float = 8.0) -> list[str]:
+    """The videos among the first ``count`` of the row as mp4 with sidecars, named so reports can line
+    them up. Any rank may hold them: they go to the run folder itself (a follower's context points its
+    own ``samples_dir`` at scratch)."""
     names = []
-    for i in range(min(count, len(videos))):
-        name = f"sample_{i:03d}.mp4"
-        write_video(ctx.samples_dir / name, videos[i], fps=fps,
-                    meta=SampleMeta(prompt=prompts[i], seed=seed, method=method, schedule=schedule, nfe=nfe,
-                                    extra={"index": i, "run": ctx.run_dir.hash}))
-        names.append(f"samples/{name}")
+    for video, meta, index in zip(videos, metas, indices, strict=True):
+        if index < count:
+            name = f"sample_{index:03d}.mp4"
+            ctx.run_dir.samples_dir.mkdir(parents=True, exist_ok=True)
+            write_video(ctx.run_dir.samples_dir / name, video, fps=fps, meta=meta)
+            names.append(f"samples/{name}")
     return names
 
 

@@ -3,7 +3,8 @@
 The distillation is a cached stage keyed by the world, the method and the seed — not the schedule —
 so an ASD model is trained once and sampled with 1, 2, 1* and 2* steps by four runs. With
 ``resources: {gpus: N}`` the run executes under torchrun and the distillation is data parallel over
-the N ranks (every rank trains; rank 0 writes the artifact).
+the N ranks (every rank trains; rank 0 writes the artifact); then every rank samples its share of the
+evaluation videos and rank 0 scores them all (:mod:`.streaming`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ..pipeline import RunContext
 from ..schedules import StepSchedule
 from ..weights import load_weights, save_weights
 from ..worlds.base import World
-from .common import WorldPipeline, component_config, evaluate_videos, save_samples, take_prompts, timed
+from .batches import VideoBatch, checked_batch, plan_batches
+from .common import WorldPipeline, component_config, take_prompts
+from .streaming import EvalStream, RowSampler
 
 GENERATOR_FILE = "generator.safetensors"
 
@@ -39,35 +42,45 @@ class DistillAndEvaluate(WorldPipeline):
         sample_seed: Seed of the sampling noise: the same for every run, so rows differ only by model.
         save_videos: How many samples to keep as mp4 in the run folder.
         trace_videos: Videos whose per-step x̂0 trace is recorded for the cosine-similarity analysis.
+        sample_batch: Videos sampled and decoded at a time (memory, not results: each video's noise is
+            its own). Under torchrun every rank samples a contiguous share of the batches.
         resources: What one run asks of an executor, e.g. ``{gpus: 2}`` (several GPUs: torchrun).
     """
 
 
     def __init__(self, world: World, method: Any, schedule: str = "4", num_videos: int = 32,
-                 videos_per_prompt: int = 2, num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4,
-                 trace_videos: int = 8, resources: dict[str, float] | None = None):
+                 videos_per_prompt: int = 2, num_reference: int = 128, sample_seed: int = 0,
+                 save_videos: int = 4, trace_videos: int = 8, sample_batch: int = 64,
+                 resources: dict[str, float] | None = None):
         self.world, self.method, self.videos_per_prompt = world, method, videos_per_prompt
         self.schedule = StepSchedule.from_spec(schedule)
         self.num_videos, self.num_reference, self.sample_seed = num_videos, num_reference, sample_seed
         self.save_videos, self.trace_videos = save_videos, trace_videos
+        self.sample_batch = checked_batch(sample_batch)
         self.resources = dict(resources or {})
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        generator, artifact = self._distilled(ctx)
         prompts = take_prompts(self.world.prompts("eval"), self.num_videos, self.videos_per_prompt)
-        ctx.progress(stage=f"sample {self.schedule.label}")
-        with torch.no_grad():
-            samples = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed)
-            _, latency = timed(lambda: self.method.sample(self.world, generator, prompts[:1], self.schedule,
-                                                           self.sample_seed))
-        videos = self.world.decode(samples.videos)
-        metrics = evaluate_videos(ctx, self.world, self.world.evaluator(ctx), videos, prompts, self.num_reference)
-        save_samples(ctx, videos, prompts, count=self.save_videos, method=self.method.name,
-                     schedule=self.schedule.label, nfe=samples.nfe, seed=self.sample_seed)
+        # before distilling: an evaluator that cannot run (VBench's environment, weights) fails now
+        stream = EvalStream(ctx, self.world, prompts, seed=self.sample_seed, batch_size=self.sample_batch,
+                            save_videos=self.save_videos, num_reference=self.num_reference)
+        generator, artifact = self._distilled(ctx)
+
+        def sample(batch_prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
+            noise = batch.noise(self.sample_seed)
+            out = self.method.sample(self.world, generator, batch_prompts, self.schedule, noise)
+            return out.videos, out.nfe
+
+        row = RowSampler(sample, self.method.name, self.schedule.label)
+        stream.sample(row)
+        info = {"schedule": self.schedule.label, "method": self.method.name,
+                "generator": f"{artifact.name}/{artifact.path.name}"}
+        if not is_rank_zero():  # this rank's videos are collected; rank 0 scores them all
+            return info
+        nfe, latency = stream.measure(row)
         if self.trace_videos > 0:
             self._save_trace(ctx, generator, prompts[: self.trace_videos])
-        return {**metrics, "nfe": samples.nfe, "latency_s": latency, "schedule": self.schedule.label,
-                "method": self.method.name, "generator": f"{artifact.name}/{artifact.path.name}"}
+        return {**stream.scores(), "nfe": nfe, "latency_s": latency, **info}
 
     def _distilled(self, ctx: RunContext):
         """The trained generator: built once per (world, method, seed), shared by every schedule."""
@@ -99,12 +112,20 @@ class DistillAndEvaluate(WorldPipeline):
         return generator.eval(), artifact
 
     def _save_trace(self, ctx: RunContext, generator, prompts: list[str]) -> None:
-        from ..evaluation.cosine import cosine_similarity_matrices
+        """The x̂0 trace of the first evaluation videos (their very noise), ``sample_batch`` at a time."""
+        from ..evaluation.cosine import X0Trace, cosine_similarity_matrices
 
         ctx.progress(stage="x0 trace")
+        parts = []
         with torch.no_grad():
-            traced = self.method.sample(self.world, generator, prompts, self.schedule, self.sample_seed, trace=True)
-        cosine_similarity_matrices(traced.trace).save(ctx.samples_dir, stem="x0_cosine")
+            for batch in plan_batches(len(prompts), self.sample_batch):
+                noise = batch.noise(self.sample_seed)
+                out = self.method.sample(self.world, generator, batch.prompts(prompts), self.schedule, noise,
+                                         trace=True)
+                parts.append(out.trace)
+        trace = X0Trace.concat(parts)
+        trace.meta.update(prompts=list(prompts), seed=self.sample_seed, noise="per video")
+        cosine_similarity_matrices(trace).save(ctx.samples_dir, stem="x0_cosine")
 
 
 def _json_row(step: int, metrics) -> str:

@@ -1,42 +1,53 @@
 """Reference rows of the paper's tables: the teacher itself, a many-step causal model, real data.
 
-They share the evaluation and sample writing of the distilled rows, so every row of a table is
-scored by the same evaluator on the same prompts and noise.
+They share the batched sampling, evaluation and sample writing of the distilled rows
+(:mod:`.streaming`), so every row of a table is scored by the same evaluator on the same prompts and
+per-video noise.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
+from ..distributed import is_rank_zero
 from ..pipeline import RunContext
 from ..worlds.base import World
-from .common import WorldPipeline, evaluate_videos, save_samples, take_prompts, timed
+from .batches import VideoBatch, checked_batch
+from .common import WorldPipeline, take_prompts
+from .streaming import EvalStream, RowSampler
 
 
 class _Reference(WorldPipeline):
-    """Generate (or fetch) videos for the eval prompts, then score and save them like any row."""
+    """Generate (or fetch) videos for the eval prompts batch by batch, then score and save them like any
+    row; with ``resources: {gpus: N}`` the N ranks of torchrun share the batches."""
 
     method = "reference"
 
-    def __init__(self, world: World, num_videos: int = 32, videos_per_prompt: int = 2, num_reference: int = 128,
-                 sample_seed: int = 0, save_videos: int = 4):
+    def __init__(self, world: World, num_videos: int = 32, videos_per_prompt: int = 2,
+                 num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4, sample_batch: int = 64,
+                 resources: dict[str, float] | None = None):
         self.world, self.num_videos, self.videos_per_prompt = world, num_videos, videos_per_prompt
         self.num_reference, self.sample_seed, self.save_videos = num_reference, sample_seed, save_videos
+        self.sample_batch = checked_batch(sample_batch)
+        self.resources = dict(resources or {})
 
-    def videos(self, ctx: RunContext, prompts: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-        """uint8 videos, the prompts they show, and the row's schedule / NFE / latency."""
+    def row(self, ctx: RunContext) -> RowSampler:
+        """How this row makes a batch of videos (its models loaded here, once)."""
         raise NotImplementedError
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         prompts = take_prompts(self.world.prompts("eval"), self.num_videos, self.videos_per_prompt)
-        videos, prompts, info = self.videos(ctx, prompts)
-        metrics = evaluate_videos(ctx, self.world, self.world.evaluator(ctx), videos, prompts, self.num_reference)
-        save_samples(ctx, videos, prompts, count=self.save_videos, method=self.method,
-                     schedule=str(info["schedule"]), nfe=int(info["nfe"]), seed=self.sample_seed)
-        return {**metrics, **info, "method": self.method}
+        stream = EvalStream(ctx, self.world, prompts, seed=self.sample_seed, batch_size=self.sample_batch,
+                            save_videos=self.save_videos, num_reference=self.num_reference)
+        row = self.row(ctx)
+        stream.sample(row)
+        info = {"schedule": row.schedule, "method": self.method}
+        if not is_rank_zero():  # this rank's videos are collected; rank 0 scores them all
+            return info
+        nfe, latency = stream.measure(row)
+        return {**stream.scores(), **info, "nfe": nfe, "latency_s": latency}
 
 
 class TeacherReference(_Reference):
@@ -53,15 +64,14 @@ class TeacherReference(_Reference):
         super().__init__(world, **kwargs)
         self.steps = steps
 
-    def videos(self, ctx: RunContext, prompts: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    def row(self, ctx: RunContext) -> RowSampler:
         teacher = self.world.teacher(ctx)
-        ctx.progress(stage=f"sample teacher {self.steps} steps")
-        with torch.no_grad():
-            x = self.world.sample_teacher(teacher, prompts, self.sample_seed, steps=self.steps)
-            _, latency = timed(lambda: self.world.sample_teacher(teacher, prompts[:1], self.sample_seed,
-                                                                  steps=self.steps))
-        return self.world.decode(x), prompts, {"schedule": str(self.steps), "nfe": 2 * self.steps,
-                                               "latency_s": latency}
+
+        def sample(prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
+            noise = batch.noise(self.sample_seed)
+            return self.world.sample_teacher(teacher, prompts, noise, steps=self.steps), 2 * self.steps
+
+        return RowSampler(sample, self.method, str(self.steps))
 
 
 class DiffusionForcingReference(_Reference):
@@ -78,24 +88,31 @@ class DiffusionForcingReference(_Reference):
         super().__init__(world, **kwargs)
         self.steps = steps
 
-    def videos(self, ctx: RunContext, prompts: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    def row(self, ctx: RunContext) -> RowSampler:
         from ..sampling import dense_schedule, sample_causal
 
         model = self.world.diffusion_forcing(ctx)
         schedule = dense_schedule(self.steps)
-        ctx.progress(stage=f"sample diffusion forcing {self.steps} steps")
-        samples = sample_causal(self.world, model, prompts, schedule, self.sample_seed, renoise="ode")
-        _, latency = timed(lambda: sample_causal(self.world, model, prompts[:1], schedule, self.sample_seed,
-                                                 renoise="ode"))
-        return self.world.decode(samples.videos), prompts, {"schedule": str(self.steps), "nfe": samples.nfe,
-                                                            "latency_s": latency}
+
+        def sample(prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
+            noise = batch.noise(self.sample_seed)
+            out = sample_causal(self.world, model, prompts, schedule, noise, renoise="ode")
+            return out.videos, out.nfe
+
+        return RowSampler(sample, self.method, str(self.steps))
 
 
 class RealDataReference(_Reference):
-    """Real videos of the eval prompts, scored like generated ones: the ceiling of every dimension."""
+    """Real videos of the eval prompts, scored like generated ones: the ceiling of every dimension.
+
+    Which real videos a batch gets is drawn per batch (a world picks distinct clips for a prompt's
+    repeats within one call), so this row depends on ``sample_batch``, not on the number of ranks.
+    """
 
     method = "real_data"
 
-    def videos(self, ctx: RunContext, prompts: list[str]) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-        real = self.world.real_videos_of(prompts, self.sample_seed)
-        return self.world.decode(real), prompts, {"schedule": "-", "nfe": 0, "latency_s": 0.0}
+    def row(self, ctx: RunContext) -> RowSampler:
+        def fetch(prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
+            return self.world.real_videos_of(prompts, batch.seed(self.sample_seed)), 0
+
+        return RowSampler(fetch, self.method, "-", timed=False)

@@ -1,7 +1,8 @@
 """Evaluators of the Wan world: VBench at real scale, a cheap stand-in for the tiny preset.
 
-* :class:`VBenchEvaluator` writes the decoded videos as mp4 (16 fps, Wan's rate) with sidecars into a
-  scratch folder and runs the VBench backend of :mod:`harness.evaluation.vbench_backend` on it: vbench
+* :class:`VBenchEvaluator` scores a folder of mp4s (16 fps, Wan's rate) with sidecars — the one a
+  pipeline writes batch by batch (:mod:`harness.evaluation.streaming`), or a scratch folder of given
+  arrays — with the VBench backend of :mod:`harness.evaluation.vbench_backend`: vbench
   0.1.5 in its own environment, standard mode, the extended prompts mapped back to VBench's originals
   through the aligned extended prompt file. Quality / Semantic / Total are VBench's official
   aggregation; they need all 16 dimensions, so a subset gives only the groups it covers.
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.errors import ConfigError
 from harness.evaluation.flicker import temporal_flickering_frames
 from harness.evaluation.vbench import QUALITY, SEMANTIC, VBENCH, VBENCH_KEYS, Dimension, ScoringTable
 
@@ -72,10 +74,12 @@ class VBenchEvaluator:
         vbench_python: the vbench environment's interpreter (default ``$HARNESS_VBENCH_PYTHON`` or
             ``.cache/vbench-venv``).
         device: torch device vbench runs on.
-        work_dir: where the scratch folder of mp4s goes (default the system temp folder).
+        work_dir: where :meth:`score` puts its scratch folder of mp4s (default the system temp folder);
+            a pipeline streams into its run folder instead (:meth:`score_folder`).
     """
 
     name = "VBench"
+    fps = WAN_FPS  # what the mp4s it scores are written at
 
     def __init__(self, dimensions: Sequence[str] = VBENCH_KEYS, *, extended_prompts: str | None = None,
                  full_info: str | None = None, vbench_python: str | None = None, device: str = "cuda",
@@ -100,16 +104,33 @@ class VBenchEvaluator:
             write_video(folder / f"{i:06d}.mp4", video, fps=WAN_FPS, meta=meta)
 
     def score(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
-        from harness.evaluation.vbench_backend import evaluate_samples
-
         with tempfile.TemporaryDirectory(prefix="wan-vbench-", dir=self.work_dir) as scratch:
             samples = Path(scratch) / "samples"
             self.write_samples(videos, prompts, samples)
-            return evaluate_samples(
-                samples, "vbench", list(self.dimensions), output_dir=Path(scratch) / "vbench",
-                mode="vbench_standard", device=self.device, full_info=_path(self.full_info),
-                extended_prompts=_path(self.extended_prompts), vbench_python=_path(self.vbench_python),
-            )
+            return self.score_folder(samples, Path(scratch) / "vbench")
+
+    # -- the folder protocol (harness.evaluation.streaming): pipelines write the mp4s batch by batch --
+
+    def check(self) -> None:
+        """The vbench environment, the weights of every dimension and the named files exist."""
+        from harness.evaluation.vbench_backend import check_weights, find_vbench_python
+
+        for setting in ("full_info", "extended_prompts"):
+            path = _path(getattr(self, setting))
+            if path is not None and not path.is_file():
+                raise ConfigError(f"VBench {setting} file not found: {path}")
+        check_weights(self.dimensions)
+        find_vbench_python(_path(self.vbench_python))
+
+    def score_folder(self, folder: Path, output_dir: Path) -> dict[str, float]:
+        """VBench's raw scores of every mp4 in ``folder`` (sidecars name the prompts)."""
+        from harness.evaluation.vbench_backend import evaluate_samples
+
+        return evaluate_samples(
+            folder, "vbench", list(self.dimensions), output_dir=output_dir,
+            mode="vbench_standard", device=self.device, full_info=_path(self.full_info),
+            extended_prompts=_path(self.extended_prompts), vbench_python=_path(self.vbench_python),
+        )
 
     def aggregate(self, raw: Mapping[str, float]) -> dict[str, float]:
         if set(VBENCH_KEYS) <= set(raw):

@@ -305,9 +305,9 @@ class WanWorld(World):
                        steps: int | None = None) -> torch.Tensor:
         """The teacher's Euler samples [n, F, C, H, W] with the sampling CFG, ``sample_batch`` at a time."""
         from harness.ode import sample_ode
+        from harness.sampling import noise_source
 
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn(self.video_shape.tensor_shape(len(prompts)), generator=gen)
+        noise = noise_source(seed).normal(self.video_shape.tensor_shape(len(prompts)))  # int or per-video
         device = next(teacher.parameters()).device
         out = []
         for start in range(0, len(prompts), self.sample_batch):
