@@ -22,6 +22,7 @@ from harness.diffusion import add_noise, flow_target, x0_from_v
 from harness.schedules import StepSchedule
 from harness.worlds.sprites.backbone import SpritesDiT, build_sprites_dit
 from harness.worlds.sprites.kv_cache import KVCache
+from harness.worlds.sprites.world import world_preset
 
 
 def matmul_rate(size: int = 512, repeats: int = 20) -> float:
@@ -100,7 +101,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     overrides = {"cross_attention": False} if args.no_cross_attention else {}
-    model = build_sprites_dit(args.preset, **overrides)
+    # the DiT of the sprites world preset (what the teacher and students train), not a bare DiT preset
+    model = build_sprites_dit(world_preset(args.preset).dit, **overrides)
     cfg = model.config
     rate = matmul_rate()
     print(f"threads {torch.get_num_threads()}  fp32 matmul {rate / 1e9:.1f} GFLOP/s")
