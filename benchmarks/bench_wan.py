@@ -1,8 +1,13 @@
 """Speed of the Wan backbone (diffusers WanTransformer3DModel behind the Backbone protocol).
 
 Prints plain figures, milliseconds per call (median of ``--iters``):
-* forward (no grad) of the whole video, bidirectional and block-causal (dense mask), and of one chunk
-  against a KV cache of the earlier chunks (a read-only denoising pass, and the t = 0 write pass);
+* forward (no grad) of the whole video, bidirectional and block-causal (``--attention`` backend), and
+  of one chunk against a KV cache of the earlier chunks (a read-only denoising pass, and the t = 0 write
+  pass);
+* the block-causal whole video under each attention backend (``dense`` mask, ``flex`` BlockMask,
+  ``chunked`` loop): forward, and forward + backward, with the largest deviation of the output and of
+  the gradients from ``dense`` (flex has no CPU backward; on CPU it runs eager and unfused, on CUDA
+  compiled, so its first call there includes the compile); on CUDA also the peak memory of each;
 * a training step (flow-matching loss, AdamW with Self Forcing's betas) on the full block-causal
   video, and on the last chunk against the cache (the Self Forcing exit forward), each with and
   without gradient checkpointing;
@@ -33,6 +38,8 @@ from harness.schedules import StepSchedule
 from harness.worlds.base import VideoShape
 from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.wan.backbone import WanBackbone, build_wan_backbone
+from harness.worlds.wan.block_causal import BACKENDS, resolve
+from harness.worlds.wan.config import CAUSAL_ATTENTION
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -73,6 +80,45 @@ def forward_figures(model: WanBackbone, x: torch.Tensor, cond: torch.Tensor, ite
             "forward last chunk vs cache (read)": timed(lambda: model(last, 500.0, cond, kv_cache=cache), iters, device),
             "forward last chunk vs cache (t=0 write)": timed(write, iters, device),
         }
+
+
+def _gradients(model: WanBackbone, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+    """Forward + backward of the block-causal whole video; the parameter gradients (no optimizer step)."""
+    model.zero_grad(set_to_none=True)
+    model(x, t, cond).float().square().mean().backward()
+    return [p.grad for p in model.parameters() if p.grad is not None]
+
+
+def attention_figures(model: WanBackbone, x: torch.Tensor, cond: torch.Tensor, iters: int,
+                      train: bool) -> dict[str, str]:
+    device, original = x.device, model.config.causal_attention
+    t = torch.full(x.shape[:2], 500.0, device=device)
+    reference: dict[str, object] = {}
+    out = {}
+    for name in BACKENDS:  # dense first: the reference
+        model.set_causal_attention(name)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with torch.no_grad():
+            v = model(x, t, cond).float()
+            forward = timed(lambda: model(x, t, cond), iters, device)
+        reference.setdefault("v", v)
+        parts = [f"forward {forward:8.1f} ms", f"max |Δv| vs dense {float((v - reference['v']).abs().max()):.1e}"]
+        if train and not (name == "flex" and device.type == "cpu"):
+            grads = _gradients(model, x, t, cond)
+            reference.setdefault("grads", grads)
+            worst = max(float((a.float() - b.float()).abs().max()) for a, b in zip(grads, reference["grads"]))
+            step = timed(lambda: _gradients(model, x, t, cond), iters, device)
+            parts[1:1] = [f"fwd+bwd {step:8.1f} ms"]
+            parts.append(f"grads {worst:.1e}")
+        elif train:
+            parts[1:1] = ["fwd+bwd      n/a   "]  # torch has no FlexAttention backward on CPU
+        if device.type == "cuda":
+            parts.append(f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+        out[f"attention {name:>7}, whole video"] = ", ".join(parts)
+    model.zero_grad(set_to_none=True)
+    model.set_causal_attention(original)
+    return out
 
 
 def _step(model: WanBackbone, optimizer: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor,
@@ -130,20 +176,24 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--attention", default="auto", choices=CAUSAL_ATTENTION,
+                        help="block-causal attention backend of the other figures")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_wan_backbone(args.preset).to(device, DTYPES[args.dtype])
+    model = build_wan_backbone(args.preset, causal_attention=args.attention).to(device, DTYPES[args.dtype])
     cfg = model.config
     shape = VideoShape(cfg.latent_frames, cfg.in_channels, cfg.latent_height, cfg.latent_width, cfg.frames_per_chunk)
     x = torch.randn(shape.tensor_shape(args.batch), device=device, dtype=DTYPES[args.dtype])
     cond = torch.randn(args.batch, cfg.text_len, cfg.text_dim, device=device, dtype=DTYPES[args.dtype])
     print(f"Wan backbone '{args.preset}': {model.num_parameters():,} parameters, batch {args.batch}, latents "
           f"{shape.frames}×{shape.height}×{shape.width} ({shape.num_chunks} chunks of {shape.frames_per_chunk}, "
-          f"{cfg.tokens_per_frame()} tokens/frame), {args.device} {args.dtype}, torch threads {torch.get_num_threads()}")
+          f"{cfg.tokens_per_frame()} tokens/frame), {args.device} {args.dtype}, torch threads {torch.get_num_threads()}, "
+          f"attention {args.attention} ({resolve(args.attention, device)})")
     figures: dict[str, object] = {}
     model.eval()
     figures.update(forward_figures(model, x, cond, args.iters))
+    figures.update(attention_figures(model, x, cond, args.iters, train=not args.skip_training))
     if not args.skip_training:
         model.train()
         figures.update(training_figures(model, x, cond, args.iters))

@@ -34,8 +34,11 @@ that needs it raises one line saying what to install):
   ``prompts.py``, ``conditioning.py``, ``vae.py``, ``evaluator.py``, ``latents.py``, ``sources.py``.
   ``WanBackbone.fsdp_units()`` gives :mod:`harness.fsdp` its per-block shard units.
 
-Not here yet: flex-attention block masks for GPU (the causal mask is dense, [L, L] bool), per-frame
-(rather than per-token) modulation to save memory at 21×1560 tokens.
+* Block-causal attention (``block_causal.py``): ``WanConfig.causal_attention`` / ``WanBackbone(...,
+  causal_attention=)`` / ``set_causal_attention()``: ``dense`` (bool [L, L] mask), ``flex`` (BlockMask,
+  compiled on CUDA), ``chunked`` (one unmasked SDPA per chunk, no mask), ``auto`` (chunked for now).
+
+Not here yet: per-frame (rather than per-token) modulation to save memory at 21×1560 tokens.
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ backbone forward wants from a shared :class:`PassContext` (set by ``WanBackbone.
 duration of one call, cleared afterwards). With no pass active the processor is the stock one, so
 the bare diffusers model keeps behaving as diffusers ships it.
 
-Per pass, :class:`PassState` holds the block-causal mask, each layer's cached context (keys and
-values of the clean frames before this pass, snapshotted when the pass starts) and, in the t = 0 write
-pass only, the cache to append this pass's keys/values to. A gradient-checkpoint recompute replays
-the same state with writing and feature recording switched off (see ``WanBackbone``), which is why the
-context is a snapshot and not read from the cache again.
+Per pass, :class:`PassState` holds the block-causal layout and the backend that computes it
+(:mod:`~harness.worlds.wan.block_causal`: dense mask, flex ``BlockMask`` or a loop over chunks), each
+layer's cached context (keys and values of the clean frames before this pass, snapshotted when the
+pass starts) and, in the t = 0 write pass only, the cache to append this pass's keys/values to. A
+gradient-checkpoint recompute replays the same state with writing and feature recording switched off
+(see ``WanBackbone``), which is why the context is a snapshot and not read from the cache again.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import torch
 
 from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.wan import deps
+from harness.worlds.wan.block_causal import BACKENDS, BlockCausal
 
 WanAttnProcessor = deps.diffusers("models.transformers.transformer_wan").WanAttnProcessor
 dispatch_attention_fn = deps.diffusers("models.attention_dispatch").dispatch_attention_fn
@@ -37,7 +38,10 @@ class PassState:
     """What one backbone forward tells the rope, the self-attention processors and the feature taps."""
 
     frame_offset: int = 0
-    mask: torch.Tensor | None = None
+    # where the queries sit among the keys when several chunks need a mask (None: nothing masked)
+    layout: BlockCausal | None = None
+    # the block_causal backend that computes a masked pass (already resolved from "auto")
+    attention: str = "dense"
     # per layer: keys/values [B, heads, tokens, head_dim] of the cached frames this pass attends to
     context: tuple[KV | None, ...] = ()
     # where the t = 0 pass appends its keys/values (None: read-only)
@@ -65,25 +69,6 @@ class PassContext:
             self.state = previous
 
 
-@lru_cache(maxsize=4)  # at 21×1560 tokens one mask is 1 GiB: keep only the few shapes a run uses
-def block_causal_mask(
-    query_frames: int, frame_offset: int, tokens_per_frame: int, frames_per_chunk: int, device: torch.device
-) -> torch.Tensor | None:
-    """Bool mask [1, 1, queries, keys] (True = may attend) for queries at frames ``offset…offset+F``.
-
-    Keys are frames 0 to the last query frame (the cached context, then the queries' own frames);
-    chunk indices are absolute. None when nothing is masked (one chunk against its context), so the
-    attention backend takes its unmasked path.
-    """
-    query_chunk = torch.arange(frame_offset, frame_offset + query_frames) // frames_per_chunk
-    key_chunk = torch.arange(frame_offset + query_frames) // frames_per_chunk
-    allowed = key_chunk[None, :] <= query_chunk[:, None]
-    if bool(allowed.all()):
-        return None
-    allowed = allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
-    return allowed[None, None].to(device)
-
-
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Wan's RoPE on x [B, L, H, D]: channel pairs (2i, 2i+1) rotated by the pair's angle.
 
@@ -102,9 +87,10 @@ def _qkv(attn: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 
 class CausalSelfAttnProcessor(WanAttnProcessor):
-    """Self-attention of block ``layer``: stock when no pass is active or the pass needs neither mask
-    nor cache; block-causal through a mask; against cached context; appending to the cache when the
-    pass writes. Inherits ``_attention_backend`` so ``model.set_attention_backend()`` still applies."""
+    """Self-attention of block ``layer``: stock when no pass is active or the pass needs neither a
+    block-causal layout nor the cache; otherwise its own path (block-causal through the pass's
+    backend, against cached context, appending to the cache when the pass writes). Inherits
+    ``_attention_backend`` so ``model.set_attention_backend()`` still applies to its SDPA calls."""
 
     def __init__(self, context: PassContext, layer: int) -> None:
         super().__init__()
@@ -122,11 +108,15 @@ class CausalSelfAttnProcessor(WanAttnProcessor):
         if state is None or encoder_hidden_states is not None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         cached = state.context[self.layer] if state.context else None
-        if cached is None and state.write_to is None:
-            return super().__call__(attn, hidden_states, None, state.mask, rotary_emb)
-        return self._attend_with_cache(attn, hidden_states, rotary_emb, cached, state)
+        if cached is None and state.write_to is None and state.layout is None:
+            return super().__call__(attn, hidden_states, None, None, rotary_emb)
+        return self._attend(attn, hidden_states, rotary_emb, cached, state)
 
-    def _attend_with_cache(
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False,
+                                     backend=self._attention_backend)
+
+    def _attend(
         self, attn: Any, x: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
         cached: KV | None, state: PassState,
     ) -> torch.Tensor:
@@ -140,7 +130,9 @@ class CausalSelfAttnProcessor(WanAttnProcessor):
         if cached is not None:
             k = torch.cat([cached[0].to(k.dtype), k.transpose(1, 2)], dim=2).transpose(1, 2)
             v = torch.cat([cached[1].to(v.dtype), v.transpose(1, 2)], dim=2).transpose(1, 2)
-        out = dispatch_attention_fn(q, k, v, attn_mask=state.mask, dropout_p=0.0, is_causal=False,
-                                    backend=self._attention_backend)
+        if state.layout is None:
+            out = self._sdpa(q, k, v, None)
+        else:
+            out = BACKENDS[state.attention](q, k, v, state.layout, self._sdpa)
         out = out.flatten(2, 3).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))

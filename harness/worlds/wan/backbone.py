@@ -10,7 +10,9 @@ frame offset), its self-attention processors for :class:`CausalSelfAttnProcessor
 block forward hooks tap features. One :class:`PassState` per call tells them what to do:
 
 * ``causal=False`` and no cache: nothing is changed, the output is stock diffusers bit for bit.
-* ``causal=True``: block-causal across chunks of ``frames_per_chunk`` frames (a dense bool mask).
+* ``causal=True``: block-causal across chunks of ``frames_per_chunk`` frames, computed by the
+  ``config.causal_attention`` backend (``auto``: per device; ``dense`` mask, ``flex`` BlockMask,
+  ``chunked`` loop of unmasked SDPA; all exact, see :mod:`~harness.worlds.wan.block_causal`).
 * ``kv_cache``: the chunk attends to the cached clean frames before it, at RoPE frames continuing
   after them; ``write_cache=True`` (the t = 0 pass) appends its keys/values, detached. Denoising
   passes are read-only. ``start_frame`` places the chunk earlier in the cache: read-only passes see
@@ -36,8 +38,8 @@ from torch.utils.checkpoint import checkpoint
 from harness.diffusion import NUM_TRAIN_TIMESTEPS, per_frame_timesteps
 from harness.errors import ConfigError
 from harness.worlds.sprites.kv_cache import KVCache
-from harness.worlds.wan import deps
-from harness.worlds.wan.attention import CausalSelfAttnProcessor, PassContext, PassState, block_causal_mask
+from harness.worlds.wan import block_causal, deps
+from harness.worlds.wan.attention import CausalSelfAttnProcessor, PassContext, PassState
 from harness.worlds.wan.config import WanConfig
 from harness.worlds.wan.rope import OffsetRope
 
@@ -49,11 +51,17 @@ def _record_block_output(context: PassContext, index: int, module: nn.Module, ar
 
 
 class WanBackbone(nn.Module):
-    """A diffusers Wan transformer as a harness backbone (student, critic or teacher)."""
+    """A diffusers Wan transformer as a harness backbone (student, critic or teacher).
 
-    def __init__(self, config: WanConfig | str = "tiny", *, transformer: nn.Module | None = None) -> None:
+    ``causal_attention`` overrides the config's block-causal backend (auto | dense | flex | chunked).
+    """
+
+    def __init__(self, config: WanConfig | str = "tiny", *, transformer: nn.Module | None = None,
+                 causal_attention: str | None = None) -> None:
         super().__init__()
         self.config = WanConfig.preset(config) if isinstance(config, str) else config
+        if causal_attention is not None:
+            self.set_causal_attention(causal_attention)
         if transformer is None:
             transformer = deps.diffusers().WanTransformer3DModel(**self.config.diffusers_kwargs())
         self.transformer = transformer
@@ -69,6 +77,10 @@ class WanBackbone(nn.Module):
             processor._attention_backend = getattr(block.attn1.processor, "_attention_backend", None)
             block.attn1.set_processor(processor)
             block.register_forward_hook(partial(_record_block_output, self._pass, index))
+
+    def set_causal_attention(self, name: str) -> None:
+        """Choose the block-causal backend, e.g. on a model from ``load_wan_backbone`` (ConfigError if unknown)."""
+        self.config = self.config.replace(causal_attention=name)
 
     # -- protocol properties -------------------------------------------------------------------
 
@@ -204,9 +216,7 @@ class WanBackbone(nn.Module):
             timestep = per_frame[:, 0]  # the stock path: one timestep per sample
         else:
             timestep = per_frame.repeat_interleave(tokens, dim=1)  # diffusers' per-token path
-        mask = None
-        if causal:
-            mask = block_causal_mask(frames, start, tokens, self.frames_per_chunk, x_t.device)
+        layout = block_causal.BlockCausal.of(frames, start, tokens, self.frames_per_chunk) if causal else None
         context: tuple = ()
         if kv_cache is not None and start > 0:
             kept = start * tokens
@@ -215,7 +225,8 @@ class WanBackbone(nn.Module):
                 for kv in (kv_cache.read(layer) for layer in range(self.depth))
             )
         state = PassState(
-            frame_offset=start, mask=mask, context=context,
+            frame_offset=start, layout=layout, context=context,
+            attention=block_causal.resolve(self.config.causal_attention, x_t.device),
             write_to=kv_cache if write_cache else None, features={} if return_features else None,
         )
         dtype = self.transformer.patch_embedding.weight.dtype

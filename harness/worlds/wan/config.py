@@ -13,6 +13,10 @@ from typing import Any
 
 from harness.errors import ConfigError
 
+# the backends of harness.worlds.wan.block_causal.BACKENDS, plus "auto" (by device); named here because
+# this module imports nothing but the standard library
+CAUSAL_ATTENTION = ("auto", "dense", "flex", "chunked")
+
 
 @dataclass(frozen=True)
 class WanConfig:
@@ -20,7 +24,9 @@ class WanConfig:
 
     ``frames_per_chunk`` latent frames are denoised together (3 in Self Forcing / CausVid: 12 pixel
     frames through the 4× temporal VAE). ``latent_*`` describe the videos a world asks for; the
-    backbone itself accepts any height/width divisible by the patch size.
+    backbone itself accepts any height/width divisible by the patch size. ``causal_attention`` is how
+    block-causal passes over several chunks attend (:mod:`harness.worlds.wan.block_causal`); it does
+    not change the results, only their cost.
     """
 
     num_layers: int = 30
@@ -41,6 +47,7 @@ class WanConfig:
     latent_frames: int = 21
     latent_height: int = 60
     latent_width: int = 104
+    causal_attention: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
@@ -54,6 +61,9 @@ class WanConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"WanConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.causal_attention not in CAUSAL_ATTENTION:
+            raise ConfigError(f"WanConfig.causal_attention='{self.causal_attention}' is unknown; choose one of "
+                              f"{', '.join(CAUSAL_ATTENTION)}")
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ConfigError(f"WanConfig.patch_size must be 3 positive ints, got {self.patch_size}")
         if self.patch_size[0] != 1:
