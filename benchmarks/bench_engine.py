@@ -18,11 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.driver import run_study  # noqa: E402
-from harness.executors import InProcessExecutor  # noqa: E402
-from harness.pipeline import Pipeline, RunContext  # noqa: E402
-from harness.progress import LogProgress  # noqa: E402
-from harness.study import load_study  # noqa: E402
+from harness.driver import run_study
+from harness.executors import InProcessExecutor
+from harness.pipeline import Pipeline, RunContext
+from harness.progress import LogProgress
+from harness.study import load_study
 
 
 def work(seconds: float, index: int) -> float:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from jsonargparse import ArgumentError, ArgumentParser
 

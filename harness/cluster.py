@@ -11,8 +11,9 @@ than one GPU runs under torchrun inside its task or job, one rank per GPU.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import require
 from .executors import Executor, ProgressSink
@@ -21,14 +22,14 @@ if TYPE_CHECKING:
     from .runner import RunJob, RunOutcome
 
 
-def run_resources(job: "RunJob", cpus: float, gpus: float) -> tuple[float, float]:
+def run_resources(job: RunJob, cpus: float, gpus: float) -> tuple[float, float]:
     """The CPUs and GPUs one run asks for: the executor's defaults or the run's own ``resources``."""
     init_args = job.spec.config.get("pipeline", {}).get("init_args") or {}
     res = init_args.get("resources") if isinstance(init_args.get("resources"), dict) else {}
     return float(res.get("cpus", cpus)), float(res.get("gpus", gpus))
 
 
-def _execute(job: "RunJob") -> "RunOutcome":
+def _execute(job: RunJob) -> RunOutcome:
     from .executors import execute_job
 
     return execute_job(job)  # under torchrun when the run asks for several GPUs
@@ -57,13 +58,13 @@ class RayExecutor(Executor):
             ray.init(address=self.address, **kwargs)
         return ray
 
-    def submit(self, job: "RunJob") -> Any:
+    def submit(self, job: RunJob) -> Any:
         ray = self._ray()
         cpus, gpus = run_resources(job, self.cpus, self.gpus)
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_execute)
         return task.remote(job)
 
-    def wait(self, handles: list[Any], progress: ProgressSink | None = None) -> Iterator["RunOutcome"]:
+    def wait(self, handles: list[Any], progress: ProgressSink | None = None) -> Iterator[RunOutcome]:
         if not handles:
             return
         ray = self._ray()
@@ -107,11 +108,11 @@ class SubmititExecutor(Executor):
         executor.update_parameters(**params)
         return executor
 
-    def submit(self, job: "RunJob") -> Any:
+    def submit(self, job: RunJob) -> Any:
         cpus, gpus = run_resources(job, self.cpus, self.gpus)
         return self._executor(cpus, gpus).submit(_execute, job)
 
-    def wait(self, handles: list[Any], progress: ProgressSink | None = None) -> Iterator["RunOutcome"]:
+    def wait(self, handles: list[Any], progress: ProgressSink | None = None) -> Iterator[RunOutcome]:
         import time
 
         pending = list(handles)

@@ -10,9 +10,10 @@ import difflib
 import importlib
 import inspect
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -171,7 +172,7 @@ def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None) -> str
             except (ImportError, AttributeError, TypeError, ValueError):
                 candidates = []
     elif not key_path:
-        from .study import Study  # noqa: PLC0415 - the schema lives there
+        from .study import Study
 
         candidates = [p for p in inspect.signature(Study).parameters]
     match = difflib.get_close_matches(bad, candidates, n=1, cutoff=0.6)

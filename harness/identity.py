@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # Keys that never take part in a run's identity, wherever they appear in the config tree.
 NON_IDENTITY_KEYS = frozenset(

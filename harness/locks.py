@@ -48,7 +48,7 @@ class FileLock:
         self.release()
         return False
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 

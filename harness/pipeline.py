@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 from .checkpoints import CheckpointStore
 from .errors import TrainingDiverged
@@ -49,7 +50,7 @@ class Pipeline(ABC):
         return set(self.produces) if self.produces is not None else None
 
     @abstractmethod
-    def run(self, ctx: "RunContext") -> Mapping[str, Any]:
+    def run(self, ctx: RunContext) -> Mapping[str, Any]:
         """Compute the run and return its metrics (numbers, or small JSON-able values)."""
 
 

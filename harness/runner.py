@@ -18,9 +18,10 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import distributed
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -185,7 +186,7 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
         elif run_dir.metrics_path.exists():
             run_dir.metrics_path.unlink()
         metrics = _json_metrics(pipeline.run(ctx), spec.name)
-    except BaseException as exc:  # noqa: BLE001 - a failed run is recorded, and the study goes on
+    except BaseException as exc:
         monitor.stop()
         if isinstance(exc, RunPruned):  # not an error: the sweep chose to stop it; resumable like any run
             monitor.status(FAILED, reason=str(exc), pruned_step=exc.step, ended=utc_now(),

@@ -13,9 +13,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .atomic import atomic_write_json
 from .identity import canonical_json, config_hash, short_hash

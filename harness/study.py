@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
 
@@ -109,14 +110,14 @@ class ResolvedStudy:
     preset: str | None = None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _study_parser() -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(Study, as_group=False)
     return parser
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pipeline_parser() -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--pipeline", type=Pipeline, required=True)
@@ -241,7 +242,7 @@ def load_study(path: str | Path, preset: str | None = None, overrides: list[str]
     return resolve_study(load_raw_study(path, preset, overrides))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plugin_parser(base: type, key: str) -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument(f"--{key}", type=base, required=True)

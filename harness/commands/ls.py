@@ -21,7 +21,7 @@ def _cell(value) -> str:
 def format_table(rows: list[dict]) -> str:
     cells = [[_cell(r.get(c)) for c in COLUMNS] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(COLUMNS)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import HarnessError
 from ..driver import DEFAULT_RUNS_DIR, make_executor, run_study
+from ..errors import HarnessError
 from ..progress import make_progress
 from ..study import check_instantiable, load_study
 

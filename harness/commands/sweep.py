@@ -26,8 +26,14 @@ def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_t
           timeout: float | None, *, enqueue: bool) -> int:
     from ..sweep.leases import new_worker_id
     from ..sweep.wandb_callback import callbacks_for
-    from ..sweep.worker import (enqueue_baselines, join_study, open_study_storage, run_worker, study_lock,
-                                write_sweep_manifest)
+    from ..sweep.worker import (
+        enqueue_baselines,
+        join_study,
+        open_study_storage,
+        run_worker,
+        study_lock,
+        write_sweep_manifest,
+    )
 
     opened = open_study_storage(spec, runs_dir, storage)
     worker_id = new_worker_id()
@@ -103,8 +109,9 @@ def worker(study: Path, storage: str | None = None, preset: str | None = None, o
 
 def sweep_parser():
     """The argument list of ``harness sweep`` (same style as harness/cli.py)."""
-    from ..cli import _study_args  # noqa: PLC0415 - shared option set of study commands
     from jsonargparse import ArgumentParser
+
+    from ..cli import _study_args
 
     p = ArgumentParser(description=sweep.__doc__.split("\n")[0], exit_on_error=False)
     _study_args(p)
@@ -115,8 +122,9 @@ def sweep_parser():
 
 def worker_parser():
     """The argument list of ``harness worker``."""
-    from ..cli import _study_args  # noqa: PLC0415
     from jsonargparse import ArgumentParser
+
+    from ..cli import _study_args
 
     p = ArgumentParser(description=worker.__doc__.split("\n")[0], exit_on_error=False)
     _study_args(p)

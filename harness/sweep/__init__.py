@@ -4,11 +4,35 @@ Public API; the code lives in one module per concern (schema, space, storage, le
 worker, W&B callback, report).
 """
 
-from .plugins import GP, NSGAII, TPE, Hyperband, Median, NoPruning, PrunerPlugin, Random, SamplerPlugin, Threshold, Wilcoxon
+from .plugins import (
+    GP,
+    NSGAII,
+    TPE,
+    Hyperband,
+    Median,
+    NoPruning,
+    PrunerPlugin,
+    Random,
+    SamplerPlugin,
+    Threshold,
+    Wilcoxon,
+)
 from .schema import SweepConfig, SweepSpec, check_sweep, parse_sweep
 
 __all__ = [
-    "GP", "NSGAII", "TPE", "Random", "SamplerPlugin",
-    "Hyperband", "Median", "NoPruning", "PrunerPlugin", "Threshold", "Wilcoxon",
-    "SweepConfig", "SweepSpec", "check_sweep", "parse_sweep",
+    "GP",
+    "NSGAII",
+    "TPE",
+    "Hyperband",
+    "Median",
+    "NoPruning",
+    "PrunerPlugin",
+    "Random",
+    "SamplerPlugin",
+    "SweepConfig",
+    "SweepSpec",
+    "Threshold",
+    "Wilcoxon",
+    "check_sweep",
+    "parse_sweep",
 ]

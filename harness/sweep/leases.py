@@ -42,11 +42,11 @@ class WorkerLease:
         self.worker_id = worker_id
         self.lock = FileLock(sweep_dir(runs_dir, study) / "workers" / f"{worker_id}.lock")
 
-    def __enter__(self) -> "WorkerLease":
+    def __enter__(self) -> WorkerLease:
         self.lock.acquire()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.lock.release()
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..errors import ConfigError

@@ -15,8 +15,9 @@ jsonargparse parser, so its errors read ``key 'sweep.<field>'`` and ``harness ru
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
 
@@ -24,7 +25,7 @@ from ..config import format_parse_error
 from ..errors import ConfigError
 from ..pipeline import Pipeline
 from ..study import ResolvedStudy, expand_runs, instantiate_plugin
-from .plugins import NoPruning, PrunerPlugin, SamplerPlugin, TPE
+from .plugins import TPE, NoPruning, PrunerPlugin, SamplerPlugin
 from .space import Param, parse_space
 
 Direction = Literal["minimize", "maximize"]
@@ -85,7 +86,7 @@ class SweepSpec:
         return list(self.config.objectives.values())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(SweepConfig, as_group=False)

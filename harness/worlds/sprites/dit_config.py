@@ -35,7 +35,8 @@ class SpritesDiTConfig:
     # steps it gave 47%/94%/28% object class/colour/direction vs 41%/89%/73% without it
     rotary_positions: bool = False
     # > 0: per-frame 3x3 convolutions at pixel resolution before patchify and after unpatchify, with this
-    # many channels (pixel_layers.py says why); 0: linear patch embedding and head only
+    # many channels (pixel_layers.py says why); 0: linear patch embedding and head only. Off by default: at
+    # 1800 teacher steps 16 channels gave 35%/86%/10-15% object class/colour/direction vs 41%/89%/73%
     pixel_channels: int = 0
 
     def __post_init__(self) -> None:

@@ -23,6 +23,11 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   50 Euler steps, CFG 3). Still short of 90%: the blobs' shapes are not yet the templates.
   Measured at 300 steps and not kept: the frame sinusoid scaled by 0.1 (no change); rotary
   positions (``SpritesDiTConfig.rotary_positions``) helped at 300 steps but at 1800 gave 47% / 94% / 28%.
+  Measured at 1800 steps and not kept (same prompts and sampler; benchmarks/teacher_quality.py):
+  ``train_shift`` 1.0 instead of 3.0, i.e. more updates at the low noise levels where shapes are refined:
+  34% / 84% / 30%, the objects scatter into single pixels and lose their path (a lower sampler shift does
+  not recover it: 35% / 84% / 32% at shift 3); per-frame 3×3 convolutions around the patch path
+  (``SpritesDiTConfig.pixel_channels`` = 16, pixel_layers.py): 35% / 86% / 10-15%.
 """
 
 from __future__ import annotations
