@@ -49,3 +49,15 @@ def write_study(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (small tensors run faster without OpenMP hand-offs, and results do
+    not depend on the thread count); restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

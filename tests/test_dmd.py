@@ -18,12 +18,7 @@ FAST = TrainSettings(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dmd_loss_equals_the_formula_and_its_gradient_is_g_over_numel():

@@ -22,12 +22,7 @@ from .conftest import ROOT
 from .fake_world import FakeWorld
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- evaluators and a world for the pipeline runs (imported by the torchrun ranks too) ----------------

@@ -96,12 +96,7 @@ def _main(out: str) -> None:
         torch.save({"world": dist_h.world_size(), "plain": plain, **result}, Path(out) / f"rank{dist_h.rank()}.pt")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _assert_same_update(actual: dict, expected: dict, start: dict) -> None:
