@@ -27,7 +27,7 @@ def _fmt_eta(seconds: float | None) -> str:
 
 
 class _Counter:
-    """Runs done and a mean-duration ETA over the runs computed in this invocation."""
+    """Runs done and a mean-duration ETA over the runs computed in this invocation (after the first)."""
 
     def __init__(self) -> None:
         self.total = self.done = 0
@@ -37,7 +37,10 @@ class _Counter:
     def eta(self) -> float | None:
         if not self.computed_seconds:
             return None
-        mean = sum(self.computed_seconds) / len(self.computed_seconds)
+        # the first run of an invocation also builds what every run shares (a teacher, a classifier):
+        # minutes that no later run pays again, so it leaves the mean as soon as another run has finished
+        sample = self.computed_seconds[1:] or self.computed_seconds
+        mean = sum(sample) / len(sample)
         return mean * (self.total - self.done) / max(1, self.workers)
 
 

@@ -193,3 +193,14 @@ def test_plain_progress_shows_runs_done_and_stage(tmp_path):
 def test_ls_on_missing_folder_is_a_one_line_error(tmp_path):
     proc = harness("ls", str(tmp_path / "nope"))
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path / 'nope'}: no such runs folder"
+
+
+def test_eta_leaves_out_the_first_run_once_another_has_finished():
+    from harness.progress import _Counter
+
+    counter = _Counter()
+    counter.total, counter.done = 5, 1
+    counter.computed_seconds = [1100.0]  # the first run also trained the shared teacher
+    assert counter.eta() == 1100.0 * 4
+    counter.done, counter.computed_seconds = 3, [1100.0, 10.0, 20.0]
+    assert counter.eta() == 15.0 * 2

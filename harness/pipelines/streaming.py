@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..distributed import barrier, is_rank_zero
+from ..distributed import barrier, is_rank_zero, world_size
 from ..evaluation.streaming import collector_for
 from ..pipeline import RunContext
 from ..video import SampleMeta
@@ -86,7 +86,8 @@ class EvalStream:
 
     def scores(self) -> dict[str, Any]:
         """Rank 0: every rank's videos scored once all are collected; the scratch folder removed."""
-        self.ctx.progress(stage="evaluate (waiting for every rank's videos)")
+        if world_size() > 1:
+            self.ctx.progress(stage="evaluate (waiting for every rank's videos)")
         self.collector.wait()
         self.ctx.progress(stage="evaluate")
         metrics = self.collector.score(self.prompts, lambda: reference_videos(self.world, self.num_reference))
