@@ -144,6 +144,8 @@ class ResultTable:
         digits = self.decimals(column)
         shown = {i: round(r.cells[column.key].mean * column.scale, digits)
                  for i, r in enumerate(self.rows) if not r.reference and r.cells.get(column.key)}
+        if len(set(shown.values())) < 2 and len(shown) > 1:
+            return set()  # every row shows the same value (a property of the reference): nothing is best
         if not shown:
             return set()
         target = max(shown.values()) if column.higher_is_better else min(shown.values())

@@ -97,6 +97,18 @@ def test_markdown_and_latex_mark_best_partial_and_missing(built):
     assert len(body) == 7 and all(line.count("&") == 3 + len(table.columns) for line in body)
 
 
+def test_a_column_equal_in_every_row_has_no_best_value():
+    from reports.collect import MetricColumn
+    from reports.tables import Estimate, ResultTable, TableRow
+
+    same, varied = MetricColumn("reference_diversity", "Ref", "other"), MetricColumn("total", "Total", "score")
+    rows = [TableRow(m, "1", 4.0, 1, False, cells={"reference_diversity": Estimate(19.86, math.nan, 1),
+                                                   "total": Estimate(t, math.nan, 1)})
+            for m, t in (("dmd", 50.0), ("asd", 52.0))]
+    table = ResultTable("s", rows, [same, varied])
+    assert table.best(same) == set() and table.best(varied) == {1}
+
+
 def test_report_files_and_csv_numbers(built):
     runs, result = built
     out = runs / "report"
