@@ -302,3 +302,20 @@ def test_two_torchrun_ranks_sharing_the_rows_score_exactly_what_one_process_does
         assert saved == ["sample_000.mp4", "sample_001.mp4", "sample_002.mp4"]  # index 2 came from rank 1
         assert not (folder / "eval").exists()
     assert launches == [2, 2, 2, 2]
+
+
+def test_reference_rows_draw_their_noise_from_the_study_seed(tmp_path):
+    """Seeds of a reference row are sampling draws, not copies of one run."""
+    from harness.executors import InProcessExecutor
+    from harness.runner import RunJob
+    from harness.study import load_study
+
+    path = tmp_path / "seeds.yaml"
+    text = STUDY.format(name="seeds", evaluator="arrays", batch=2, extra="", rows=ROWS["df"])
+    path.write_text(text.replace("seeds: [0]", "seeds: [0, 1]"))
+    study = load_study(path)
+    jobs = [RunJob(spec, str(tmp_path / "runs"), str(tmp_path / "cache"), study.tracker_config) for spec in study.runs]
+    outcomes = list(InProcessExecutor().wait(jobs))
+    assert [o.state for o in outcomes] == ["complete", "complete"]
+    first, second = (o.metrics["brightness"] for o in outcomes)
+    assert first != second

@@ -37,9 +37,14 @@ class _Reference(WorldPipeline):
         """How this row makes a batch of videos (its models loaded here, once)."""
         raise NotImplementedError
 
+    def noise_seed(self, ctx: RunContext) -> int:
+        """A reference row has no training seed, so the study's seed picks its sampling noise (or its real
+        clips): the seeds of a table then measure sampling spread instead of repeating one run."""
+        return self.sample_seed + ctx.seed
+
     def run(self, ctx: RunContext) -> dict[str, Any]:
         prompts = take_prompts(self.world.prompts("eval"), self.num_videos, self.videos_per_prompt)
-        stream = EvalStream(ctx, self.world, prompts, seed=self.sample_seed, batch_size=self.sample_batch,
+        stream = EvalStream(ctx, self.world, prompts, seed=self.noise_seed(ctx), batch_size=self.sample_batch,
                             save_videos=self.save_videos, num_reference=self.num_reference)
         row = self.row(ctx)
         stream.sample(row)
@@ -68,7 +73,7 @@ class TeacherReference(_Reference):
         teacher = self.world.teacher(ctx)
 
         def sample(prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
-            noise = batch.noise(self.sample_seed)
+            noise = batch.noise(self.noise_seed(ctx))
             return self.world.sample_teacher(teacher, prompts, noise, steps=self.steps), 2 * self.steps
 
         return RowSampler(sample, self.method, str(self.steps))
@@ -95,7 +100,7 @@ class DiffusionForcingReference(_Reference):
         schedule = dense_schedule(self.steps)
 
         def sample(prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
-            noise = batch.noise(self.sample_seed)
+            noise = batch.noise(self.noise_seed(ctx))
             out = sample_causal(self.world, model, prompts, schedule, noise, renoise="ode")
             return out.videos, out.nfe
 
@@ -113,6 +118,6 @@ class RealDataReference(_Reference):
 
     def row(self, ctx: RunContext) -> RowSampler:
         def fetch(prompts: list[str], batch: VideoBatch) -> tuple[torch.Tensor, int]:
-            return self.world.real_videos_of(prompts, batch.seed(self.sample_seed)), 0
+            return self.world.real_videos_of(prompts, batch.seed(self.noise_seed(ctx))), 0
 
         return RowSampler(fetch, self.method, "-", timed=False)
