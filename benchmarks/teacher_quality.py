@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--load", help="evaluate this checkpoint folder instead of training")
     parser.add_argument("--sample", nargs="+", default=["3:5"], help="CFG:SHIFT pairs to score")
     parser.add_argument("--steps", type=int, default=50, help="Euler steps per sample")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="samples per eval prompt (each with its own noise): 48 videos score to about ±7%%")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,7 +95,7 @@ def main() -> None:
         model = load_model(out / "teacher")
         print(json.dumps(metrics))
     data = SpritesData(world)
-    prompts = data.suite.prompts("eval")
+    prompts = data.suite.prompts("eval") * args.repeats
     bench = SpritesBench(world)
     real = bench.score(data.render_prompts(prompts, 0).videos, prompts)
     print("real      " + " ".join(f"{k}={real[k]:.3f}" for k in KEYS))

@@ -33,8 +33,9 @@ def _inputs(seed: int = 1, frames: int = FRAMES):
     return x, t, cond
 
 
-@pytest.fixture(scope="module", params=[{}, {"rotary_positions": True}, {"pixel_channels": 8}],
-                ids=["learned-positions", "rotary-positions", "pixel-layers"])
+@pytest.fixture(scope="module", params=[{}, {"rotary_positions": True}, {"pixel_channels": 8}, {"token_conv": True},
+                                        {"relative_bias": True}],
+                ids=["learned-positions", "rotary-positions", "pixel-layers", "token-conv", "relative-bias"])
 def model(request) -> SpritesDiT:
     return _perturbed(**request.param)
 
@@ -285,3 +286,24 @@ def test_bad_inputs_give_clear_errors(model):
         model(x[:, :FPC], 0.0, cond, kv_cache=cache, write_cache=True)
     with pytest.raises(ValueError, match="kv_cache holds batch 2"):
         model(x[:1, :FPC], 0.0, cond[:1], kv_cache=cache)
+
+
+def test_relative_bias_indexes_each_pair_by_its_frame_row_and_column_offset():
+    from harness.worlds.sprites.relative_bias import MAX_FRAME_OFFSET, relative_index
+
+    rows = cols = 4
+
+    def decode(i: int) -> tuple[int, int, int]:
+        df, rest = divmod(i, (2 * rows - 1) * (2 * cols - 1))
+        dr, dc = divmod(rest, 2 * cols - 1)
+        return df - MAX_FRAME_OFFSET, dr - (rows - 1), dc - (cols - 1)
+
+    # 2 query frames at absolute frames 6-7; the cache keeps frames 4-5 (2 stored frames of 6 written)
+    index = relative_index(2, 6, 2, rows, cols)
+    assert index.shape == (2 * 16, 4 * 16)
+    query = 1 * 16 + 2 * cols + 3  # frame 7, row 2, col 3
+    key = 0 * 16 + 1 * cols + 0  # the first stored frame (frame 4), row 1, col 0
+    assert decode(int(index[query, key])) == (3, 1, 3)
+    assert decode(int(index[query, 3 * 16 + 2 * cols + 3])) == (0, 0, 0)  # itself
+    far = relative_index(1, 40, 40, rows, cols)  # 40 frames back: clamped to the last table entry
+    assert decode(int(far[0, 0])) == (MAX_FRAME_OFFSET, 0, 0)

@@ -77,6 +77,20 @@ def test_first_displacement_goes_the_prompted_way(batch):
             assert (step[i, o] @ unit) > 0 and np.all(step[i, o] * (unit == 0) == 0)
 
 
+def test_objects_move_the_prompted_way_for_their_lead_frames_before_any_bounce():
+    cfg = SpritesConfig(resolution=16, object_size=5, speed_max=2, lead_frames=4)
+    batch = SpritesData(cfg).render(256, 3)
+    st = batch.states
+    steps = np.diff(st.top_left[:, :, : cfg.lead_frames + 1], axis=2)  # [n, slots, lead, 2]
+    turned = 0
+    for i, prompt in enumerate(batch.prompts):
+        for o, obj in enumerate(parse_prompt(prompt).objects):
+            unit = UNIT_VELOCITY[DIRECTION_NAMES.index(obj.direction)]
+            assert np.all(steps[i, o] @ unit > 0), (prompt, st.top_left[i, o])
+            turned += bool(np.any(np.diff(st.top_left[i, o], axis=0) @ unit < 0))
+    assert turned > 0  # walls still turn objects after their lead
+
+
 def test_two_objects_never_touch(data):
     st = data.render(256, 3).states
     gap = np.abs(st.top_left[:, 0] - st.top_left[:, 1]).max(-1)
@@ -128,6 +142,9 @@ def test_small_resolution_keeps_objects_recognisable():
         ({"resolution": 8}, "sprites.resolution"),
         ({"speed_max": 40}, "sprites.speed_min/speed_max"),
         ({"held_out": (("red", "hexagon"),)}, "sprites.held_out"),
+        ({"resolution": 16, "object_size": 5, "speed_max": 3, "lead_frames": 4},
+         r"sprites.lead_frames must satisfy 1 <= lead_frames and lead_frames \* speed_max <= 11"),
+        ({"lead_frames": 0}, "sprites.lead_frames must satisfy"),
     ],
 )
 def test_bad_world_config_names_the_field(kwargs, needle):

@@ -233,6 +233,31 @@ def test_teacher_command_trains_a_loadable_teacher(tmp_path, capsys):
     assert isinstance(model, SpritesDiT)
 
 
+def test_shipped_teacher_weights_stand_in_for_training_only_for_their_exact_recipe(tmp_path, monkeypatch):
+    from harness.worlds.sprites import shipped
+    from harness.worlds.sprites.teacher import main
+
+    smoke = world_preset("smoke")
+    folder = tmp_path / "weights" / "smoke_teacher"
+    main(["--size", "smoke", "--out", str(folder), "--threads", "1"])  # the command that makes shipped weights
+    root = tmp_path / "weights"
+    assert shipped.find_shipped_teacher(smoke.world, smoke.dit, smoke.teacher, root) == folder
+    longer = FlowRecipe(**{**smoke.teacher.__dict__, "steps": smoke.teacher.steps + 1})
+    assert shipped.find_shipped_teacher(smoke.world, smoke.dit, longer, root) is None
+    assert shipped.find_shipped_teacher(smoke.world, smoke.dit.replace(depth=3), smoke.teacher, root) is None
+    monkeypatch.setenv(shipped.TRAIN_ENV, "1")
+    assert shipped.find_shipped_teacher(smoke.world, smoke.dit, smoke.teacher, root) is None
+    monkeypatch.delenv(shipped.TRAIN_ENV)
+
+    meta = json.loads((folder / "model.json").read_text())
+    meta["metrics"]["origin"] = "shipped"  # not a field that identifies the weights: still a match
+    (folder / "model.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", root)
+    art = SpritesWorld("smoke").teacher_artifact(CacheStages(tmp_path / "stages"))
+    assert json.loads((art.path / "model.json").read_text())["metrics"]["origin"] == "shipped"  # copied
+    assert (art.path / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+
+
 def test_sincos_positions_give_every_patch_a_distinct_place():
     from harness.worlds.sprites.teacher import init_spatial_positions
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.worlds.sprites.kv_cache import KVCache
+from harness.worlds.sprites.relative_bias import RelativeBias
 
 
 @lru_cache(maxsize=64)
@@ -48,11 +49,12 @@ def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the tokens of a video, reading (and optionally writing) a KV cache."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, relative: RelativeBias | None = None) -> None:
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
+        self.relative = relative
 
     def forward(
         self,
@@ -62,8 +64,10 @@ class SelfAttention(nn.Module):
         kv_cache: KVCache | None = None,
         layer: int = 0,
         rotary: torch.Tensor | None = None,
+        relative_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: angles [N, R/2] of the queries' tokens."""
+        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: angles [N, R/2] of the queries' tokens;
+        relative_index: [N, N_cache + N] offsets into the relative bias table (with ``relative``)."""
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -76,6 +80,8 @@ class SelfAttention(nn.Module):
                 keys, values = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
             if kv_cache.is_writing:
                 kv_cache.append(layer, k, v)
+        if self.relative is not None:
+            mask = self.relative(relative_index, mask)
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
 

@@ -32,6 +32,8 @@ from harness.worlds.sprites.embeddings import (
 )
 from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.pixel_layers import PixelHead, PixelStem
+from harness.worlds.sprites.relative_bias import RelativeBias, relative_index
+from harness.worlds.sprites.token_mlp import TokenMLP
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -45,12 +47,17 @@ class DiTBlock(nn.Module):
         super().__init__()
         dim = config.dim
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = SelfAttention(dim, config.heads)
+        rows, cols = config.height // config.patch_size, config.width // config.patch_size
+        relative = RelativeBias(config.heads, rows, cols) if config.relative_bias else None
+        self.attn = SelfAttention(dim, config.heads, relative)
         self.cross = CrossAttention(dim, config.heads) if config.cross_attention else None
         self.norm_cross = nn.LayerNorm(dim, eps=1e-6) if config.cross_attention else None
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * config.mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        if config.token_conv:
+            self.mlp = TokenMLP(dim, hidden, (config.height // config.patch_size, config.width // config.patch_size))
+        else:  # the plain MLP keeps its parameter names, so checkpoints from before token_conv still load
+            self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
@@ -65,12 +72,14 @@ class DiTBlock(nn.Module):
         kv_cache: KVCache | None,
         layer: int,
         rotary: torch.Tensor | None = None,
+        relative_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: [B, F, P, D] tokens; c: [B, F, D] per-frame conditioning; returns [B, F, P, D]."""
         b, f, p, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, :, None, :].chunk(6, dim=-1)
         h = _modulate(self.norm1(x), shift1, scale1).reshape(b, f * p, d)
-        x = x + gate1 * self.attn(h, mask=mask, kv_cache=kv_cache, layer=layer, rotary=rotary).view(b, f, p, d)
+        x = x + gate1 * self.attn(h, mask=mask, kv_cache=kv_cache, layer=layer, rotary=rotary,
+                                   relative_index=relative_index).view(b, f, p, d)
         if self.cross is not None:
             x = x + self.cross(self.norm_cross(x).reshape(b, f * p, d), *prompt).view(b, f, p, d)
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
@@ -176,11 +185,15 @@ class SpritesDiT(nn.Module):
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
         rotary = rotary_angles(self.config, frames, offset, x_t.device) if self.config.rotary_positions else None
+        relative = None
+        if self.config.relative_bias:
+            grid = (self.config.height // self.config.patch_size, self.config.width // self.config.patch_size)
+            relative = relative_index(frames, offset, stored, *grid).to(x_t.device)
         features = []
         with kv_cache.writing(frames) if write_cache else nullcontext():
             for layer, block in enumerate(self.blocks):
                 x = block(x, c, (context, context_mask), mask=mask, kv_cache=kv_cache, layer=layer,
-                          rotary=rotary)
+                          rotary=rotary, relative_index=relative)
                 if return_features:
                     features.append(x)
         v = self.patchify.unpatchify(self.final(x, c))

@@ -38,6 +38,10 @@ class SpritesDiTConfig:
     # many channels (pixel_layers.py says why); 0: linear patch embedding and head only. Off by default: at
     # 1800 teacher steps 16 channels gave 35%/86%/10-15% object class/colour/direction vs 41%/89%/73%
     pixel_channels: int = 0
+    # a depthwise 3x3 convolution over each frame's token grid inside every block's MLP (token_mlp.py)
+    token_conv: bool = False
+    # a learned attention bias per head and (frame, row, column) offset between tokens (relative_bias.py)
+    relative_bias: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

@@ -119,13 +119,14 @@ def _separated_motion(
 
 
 def _fresh_motion(cfg: SpritesConfig, direction: np.ndarray, rng: np.random.Generator, steps: np.ndarray):
-    """Random speed and start for each object; the start leaves room for one full step the named way,
-    so the first visible displacement always matches the prompt's direction word."""
+    """Random speed and start for each object; the start leaves room for ``lead_frames`` full steps the
+    named way, so the first displacements always match the prompt's direction word."""
     shape = (*direction.shape, 1, 2)
     speed = rng.integers(cfg.speed_min, cfg.speed_max + 1, size=(*direction.shape, 1, 1))
     velocity0 = UNIT_VELOCITY[direction][:, :, None, :] * speed
     free = rng.integers(0, cfg.travel + 1, size=shape)
-    ahead = (rng.random(shape) * (cfg.travel - speed + 1)).astype(np.int64)  # in [0, travel - speed]
+    room = speed * cfg.lead_frames
+    ahead = (rng.random(shape) * (cfg.travel - room + 1)).astype(np.int64)  # in [0, travel - room]
     start = np.where(velocity0 > 0, ahead, np.where(velocity0 < 0, cfg.travel - ahead, free))
     return bounce(start, velocity0, steps, cfg.travel)
 

@@ -53,6 +53,7 @@ from harness.worlds.sprites.dit_config import SpritesDiTConfig
 from harness.worlds.sprites.evaluator import SpritesBench
 from harness.worlds.sprites.prompts import encode_batch
 from harness.worlds.sprites.render import from_model, to_model
+from harness.worlds.sprites.shipped import copy_shipped, find_shipped_teacher
 from harness.worlds.sprites.teacher import FlowRecipe, load_model, null_tokens, train_teacher
 from harness.worlds.sprites.world_config import SpritesConfig
 
@@ -199,6 +200,10 @@ class SpritesWorld(World):
         config = {**self._identity(), "recipe": asdict(self.preset.teacher)}
 
         def build(path: Path) -> None:
+            shipped = find_shipped_teacher(self.preset.world, self.preset.dit, self.preset.teacher)
+            if shipped is not None:  # the same recipe's weights, trained by the project's command
+                copy_shipped(shipped, path)
+                return
             train_teacher(path, self.preset.world, self.preset.dit, self.preset.teacher,
                           progress=lambda s, n: stages.progress("teacher", s, n))
 

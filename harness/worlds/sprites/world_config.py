@@ -14,7 +14,8 @@ class SpritesConfig:
 
     ``object_size`` 0 means "about 30% of the frame side", large enough for the shape to stay
     recognisable at 16x16. Speeds are whole pixels per frame so trajectories (and their wall
-    bounces) are exact on the pixel grid. ``held_out`` lists colour-shape pairs never rendered for the
+    bounces) are exact on the pixel grid. ``lead_frames`` sets how many steps an object first moves the way
+    its prompt names before it may bounce. ``held_out`` lists colour-shape pairs never rendered for the
     train split; the ``heldout`` prompt split is made of them.
     """
 
@@ -29,6 +30,8 @@ class SpritesConfig:
     object_size: int = 0
     speed_min: int = 1
     speed_max: int = 3
+    # every object starts with room for this many steps its named way before a wall can turn it
+    lead_frames: int = 1
     held_out: tuple[tuple[str, str], ...] = field(
         default=(("red", "triangle"), ("blue", "circle"), ("yellow", "cross"), ("green", "diamond"))
     )
@@ -61,6 +64,11 @@ class SpritesConfig:
             raise ConfigError(
                 f"sprites.speed_min/speed_max must satisfy 1 <= min <= max < {self.resolution - size}, "
                 f"got {self.speed_min}/{self.speed_max}"
+            )
+        if not 1 <= self.lead_frames or self.lead_frames * self.speed_max > self.travel:
+            raise ConfigError(
+                f"sprites.lead_frames must satisfy 1 <= lead_frames and lead_frames * speed_max <= "
+                f"{self.travel} (the room an object has to travel), got {self.lead_frames} * {self.speed_max}"
             )
         for pair in self.held_out:
             if len(pair) != 2 or pair[0] not in COLORS or pair[1] not in SHAPES:
