@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_backbone import matmul_rate
+from benchmarks.bench_backbone import counted_flops, matmul_rate
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.teacher import FlowRecipe, ema_update, flow_loss, null_tokens
@@ -67,7 +67,7 @@ def teacher_figures(preset: WorldPreset, recipe: FlowRecipe, iters: int) -> tupl
     with FlopCounterMode(display=False) as counter:
         x0, ids, _, _ = data.batch(recipe.batch_size, rng)
         flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None).backward()
-    flops = counter.get_total_flops()
+    flops = counted_flops(counter)
     _step(model, ema, opt, data, rng, recipe, gen, null, 0)
     start = time.perf_counter()
     for i in range(iters):

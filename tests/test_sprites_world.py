@@ -258,6 +258,16 @@ def test_shipped_teacher_weights_stand_in_for_training_only_for_their_exact_reci
     assert (art.path / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
 
 
+def test_the_shipped_default_teacher_matches_the_default_preset_and_loads():
+    from harness.worlds.sprites.shipped import SHIPPED_DIR, find_shipped_teacher
+
+    preset = world_preset("default")
+    folder = find_shipped_teacher(preset.world, preset.dit, preset.teacher)
+    assert folder == SHIPPED_DIR / "default_teacher", "retrain it with the command in shipped.py's docstring"
+    model = load_model(folder, preset.dit, kind="teacher")
+    assert model.num_parameters() == sum(p.numel() for p in SpritesDiT(preset.dit).parameters())
+
+
 def test_sincos_positions_give_every_patch_a_distinct_place():
     from harness.worlds.sprites.teacher import init_spatial_positions
 

@@ -38,9 +38,11 @@ class SpritesDiTConfig:
     # many channels (pixel_layers.py says why); 0: linear patch embedding and head only. Off by default: at
     # 1800 teacher steps 16 channels gave 35%/86%/10-15% object class/colour/direction vs 41%/89%/73%
     pixel_channels: int = 0
-    # a depthwise 3x3 convolution over each frame's token grid inside every block's MLP (token_mlp.py)
+    # a depthwise 3x3 convolution over each frame's token grid inside every block's MLP (token_mlp.py); on in
+    # the default world: 49%/91% object class/colour at 2000 teacher steps vs 36%/84% without it
     token_conv: bool = False
-    # a learned attention bias per head and (frame, row, column) offset between tokens (relative_bias.py)
+    # a learned attention bias per head and (frame, row, column) offset between tokens (relative_bias.py); on
+    # in the default world: flow loss 0.103 vs 0.119 at 1000 steps, 58%/97% object class/colour at 3000
     relative_bias: bool = False
 
     def __post_init__(self) -> None:

@@ -10,10 +10,12 @@ probability ``cfg_dropout``) so the teacher can be sampled with classifier-free 
 A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format tag, DiT config, world
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
-Retrain the default teacher (about 19 minutes on 2 idle cores; on a shared machine set
+Retrain the default teacher (about 18 minutes on 2 idle cores; on a shared machine set
 OMP_WAIT_POLICY=PASSIVE, see world.py)::
 
     OMP_WAIT_POLICY=PASSIVE python -m harness.worlds.sprites.teacher --size default --out DIR
+
+The project ships the weights this command wrote (shipped.py says where and when they are used).
 """
 
 from __future__ import annotations
