@@ -15,7 +15,7 @@ from torch import nn
 
 
 class TokenMLP(nn.Module):
-    """x [B, F, P, D] → [B, F, P, D]: Linear → (depthwise conv on the rows×cols grid) → GELU → Linear."""
+    """x [B, F, P, D] → [B, F, P, D]: Linear, plus its depthwise 3×3 conv on the grid, GELU, Linear."""
 
     def __init__(self, dim: int, hidden: int, grid: tuple[int, int]) -> None:
         super().__init__()
@@ -27,8 +27,8 @@ class TokenMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(x)
         b, f, p, c = h.shape
-        # channels-last: the permuted view already has those strides, and the CPU depthwise kernel is
-        # 10x faster on them than on the NCHW copy it otherwise makes
+        # channels-last: the permuted view already has those strides, and the CPU depthwise kernel ran
+        # 13x faster on them (fwd + bwd) than on the NCHW copy it otherwise makes
         grid = h.reshape(b * f, *self.grid, c).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         h = h + self.conv(grid).permute(0, 2, 3, 1).reshape(b, f, p, c)
         return self.fc2(self.act(h))
