@@ -47,15 +47,14 @@ class DiTBlock(nn.Module):
         super().__init__()
         dim = config.dim
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        rows, cols = config.height // config.patch_size, config.width // config.patch_size
-        relative = RelativeBias(config.heads, rows, cols) if config.relative_bias else None
+        relative = RelativeBias(config.heads, *config.token_grid) if config.relative_bias else None
         self.attn = SelfAttention(dim, config.heads, relative)
         self.cross = CrossAttention(dim, config.heads) if config.cross_attention else None
         self.norm_cross = nn.LayerNorm(dim, eps=1e-6) if config.cross_attention else None
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * config.mlp_ratio)
         if config.token_conv:
-            self.mlp = TokenMLP(dim, hidden, (config.height // config.patch_size, config.width // config.patch_size))
+            self.mlp = TokenMLP(dim, hidden, config.token_grid)
         else:  # the plain MLP keeps its parameter names, so checkpoints from before token_conv still load
             self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
@@ -187,8 +186,7 @@ class SpritesDiT(nn.Module):
         rotary = rotary_angles(self.config, frames, offset, x_t.device) if self.config.rotary_positions else None
         relative = None
         if self.config.relative_bias:
-            grid = (self.config.height // self.config.patch_size, self.config.width // self.config.patch_size)
-            relative = relative_index(frames, offset, stored, *grid).to(x_t.device)
+            relative = relative_index(frames, offset, stored, *self.config.token_grid).to(x_t.device)
         features = []
         with kv_cache.writing(frames) if write_cache else nullcontext():
             for layer, block in enumerate(self.blocks):

@@ -85,8 +85,14 @@ class SpritesDiTConfig:
             raise ConfigError("SpritesDiTConfig.prompt_layers must be >= 0 and mlp_ratio > 0")
 
     @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, columns) of patch tokens in one frame."""
+        return self.height // self.patch_size, self.width // self.patch_size
+
+    @property
     def tokens_per_frame(self) -> int:
-        return (self.height // self.patch_size) * (self.width // self.patch_size)
+        rows, cols = self.token_grid
+        return rows * cols
 
     @property
     def patch_dim(self) -> int:

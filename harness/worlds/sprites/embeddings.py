@@ -34,7 +34,7 @@ def rotary_angles(config: SpritesDiTConfig, frames: int, frame_offset: int, devi
     use absolute frame indices, so keys written to a KV cache match the full-sequence forward.
     """
     pairs = config.dim // config.heads // 6  # rotated (x1, x2) pairs per axis
-    rows, cols = config.height // config.patch_size, config.width // config.patch_size
+    rows, cols = config.token_grid
     frame = torch.arange(frame_offset, frame_offset + frames, device=device).repeat_interleave(rows * cols)
     row = torch.arange(rows, device=device).repeat_interleave(cols).repeat(frames)
     col = torch.arange(cols, device=device).repeat(rows * frames)

@@ -139,7 +139,7 @@ def init_spatial_positions(model: SpritesDiT, max_period: float = 64.0) -> None:
     600 steps). A table of the same norm as the frame sinusoid gives every token its place from step 0.
     """
     cfg = model.config
-    rows, cols = cfg.height // cfg.patch_size, cfg.width // cfg.patch_size
+    rows, cols = cfg.token_grid
     half = cfg.dim // 2
     yy, xx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
     table = torch.cat([sinusoidal(yy.reshape(-1), half, max_period), sinusoidal(xx.reshape(-1), cfg.dim - half,
