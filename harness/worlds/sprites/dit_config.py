@@ -31,8 +31,8 @@ class SpritesDiTConfig:
     pad_id: int = 0
     prompt_layers: int = 1
     cross_attention: bool = True
-    # 3D rotary (frame, row, column) queries/keys in self-attention: off by default, since at 1800 teacher
-    # steps it gave 47%/94%/28% object class/colour/direction vs 41%/89%/73% without it
+    # 3D rotary (frame, row, column) queries/keys in self-attention; on in the default world, where it is
+    # what lets the teacher read the axis of a motion from the direction word (world.py has the figures)
     rotary_positions: bool = False
     # > 0: per-frame 3x3 convolutions at pixel resolution before patchify and after unpatchify, with this
     # many channels (pixel_layers.py says why); 0: linear patch embedding and head only. Off by default: at

@@ -38,8 +38,8 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   + learned relative attention bias (relative_bias.py): 37/85/27, 48/91/22, 58/97/25, 57/97/22, flow loss
   0.103 → 0.064 (0.119 at step 1000 without it); shapes recognisable, one object on a smooth path.
   Not kept: an x0-predicting output (v = (x_t − x0)/σ): 13/54/12 at 1000 steps, 17/71/10 at 2000.
-* The default recipe (batch 16 × 3600 steps, EMA 0.998, both options): 17.6 minutes on 2 cores, final
-  flow loss 0.066; its samples (the shipped weights, 2 per eval prompt): 53% object class, 90% colour,
+* The default recipe (batch 16 × 3600 steps, EMA 0.998, both options; before rotary positions): 17.6
+  minutes on 2 cores, final flow loss 0.066; its samples (2 per eval prompt): 53% object class, 90% colour,
   27% direction at CFG 3 (50 / 91 / 25 at CFG 5). The strip looks like the data: one object per prompt
   object, the right colour, a recognisable template, on a smooth path, but not the prompted one.
 * Direction is where the teacher still fails, and the cause is measured: with the same noise, "a red
@@ -52,6 +52,22 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   train_shift 6 (more updates where the video is unreadable), and half of each batch with one noise
   level per frame (so a noisy frame beside clean ones needs the word): the word's effect stayed at
   0.001-0.006 and direction at 8-20%.
+* Rotary positions on top (``rotary_positions``, the default since): the teacher reads the *axis* of the
+  motion from the word, still not its sign. benchmarks/direction_probe.py measures it on the shipped
+  weights: the x0 error on real videos at σ 0.7 is 0.0140 with the true word, 0.0140 with the opposite
+  one and 0.0292 with a perpendicular one (0.0132 / 0.0132 / 0.0279 with the first frame clean); the
+  previous shipped teacher gave 0.0159 for all three. Its samples (2 per eval prompt, CFG 3): 53% object
+  class, 89% colour, **42% direction** (was 27%), motion smoothness 0.47 (was 0.37), 19 minutes of
+  training (1133 s, final flow loss 0.064). Single-object direction at 2000 steps: 49-56% (axis right,
+  sign a coin flip) vs 19-29% without. Tried at 1000-2000 steps, not kept, none of them reads the sign:
+  a learned key vector per head and joint (frame, row, column) offset dotted with the query (Shaw et
+  al.'s relative positions; ignored the word entirely), rotary pairs along learned space-time directions (RoPE-Mixed in 3D; axis
+  only), a per-frame adaLN term from (prompt, frame index) (ignored the word), half of each batch with a
+  clean first frames prefix and the loss on the noisy frames only (image-to-video; no change), and objects
+  moving the named way for 5 frames (``lead_frames`` = 5, so the start position gives the sign away;
+  axis only). On the shipped weights the pooled prompt vectors of "left" and "right" are 9× closer than
+  those of "left" and "up" (mean |Δ| 0.005 vs 0.045): nothing in training has made the sign worth telling
+  apart yet.
 """
 
 from __future__ import annotations
@@ -113,7 +129,7 @@ PRESETS: dict[str, WorldPreset] = {
     "default": WorldPreset(
         world=_WORLD,
         dit=SpritesDiTConfig(height=16, width=16, patch_size=4, dim=96, depth=4, heads=4, token_conv=True,
-                             relative_bias=True),
+                             relative_bias=True, rotary_positions=True),
         # batch 16 x 3600 steps, not 32 x 1800: the same compute, and steps are what this teacher is short of;
         # lr 6e-3, not 1e-3; the module docstring has the measurements
         teacher=FlowRecipe(steps=3600, batch_size=16, lr=6e-3, warmup=100, ema_decay=0.998, train_shift=3.0),
