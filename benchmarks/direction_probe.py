@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.diffusion import add_noise, x0_from_v
 from harness.worlds.sprites.prompts import ObjectSpec, Scene, encode_batch
 from harness.worlds.sprites.render import Renderer, to_model
 from harness.worlds.sprites.teacher import load_model
@@ -54,13 +55,12 @@ def probe(model, world, videos: int, sigmas: tuple[float, ...], seed: int = 5) -
             sigma = torch.full(x0.shape[:2], level)
             if setting != "uniform":
                 sigma[:, 0] = 0.0
-            s = sigma[..., None, None, None]
-            x_t = (1 - s) * x0 + s * noise
+            x_t = add_noise(x0, noise, sigma)
             row = {"setting": setting, "sigma": level}
             for name, ids in tokens.items():
                 with torch.no_grad():
                     v = model(x_t, sigma * 1000.0, ids, causal=False)
-                row[name] = float((x_t - s * v - x0)[:, 1:].square().mean())
+                row[name] = float((x0_from_v(x_t, v, sigma) - x0)[:, 1:].square().mean())
             rows.append(row)
     return rows
 
