@@ -7,7 +7,8 @@ it ignores the word. Two settings: every frame at one noise level (what the Eule
 first frame clean with the rest noisy (image-to-video, where the word is the only clue to where the object
 goes)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/direction_probe.py harness/worlds/sprites/weights/default_teacher
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/direction_probe.py \
+        harness/worlds/sprites/weights/default_teacher
 
 This is how the teacher's direction failure was located (the module docstring of
 harness/worlds/sprites/world.py has the figures); a probe takes a few seconds, sampling takes minutes.
@@ -40,7 +41,8 @@ SHAPES = ("circle", "square", "cross", "diamond")
 def probe(model, world, videos: int, sigmas: tuple[float, ...], seed: int = 5) -> list[dict]:
     """Rows of (setting, σ, x0 MSE on the noisy frames with the true / opposite / perpendicular word)."""
     directions = list(OPPOSITE)
-    scenes = [Scene((ObjectSpec(COLORS[i % 4], SHAPES[(i // 4) % 4], directions[i % 4]),)) for i in range(videos)]
+    scenes = [Scene((ObjectSpec(COLORS[i % 4], SHAPES[(i // 4) % 4], directions[i % 4]),))
+              for i in range(videos)]
     x0 = torch.from_numpy(to_model(Renderer(world).render(scenes, np.random.default_rng(seed)).videos))
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     words = {"true": [s.objects[0].direction for s in scenes]}
@@ -66,7 +68,8 @@ def probe(model, world, videos: int, sigmas: tuple[float, ...], seed: int = 5) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a teacher checkpoint folder (model.safetensors + model.json)")
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--lead-frames", type=int, default=None, help="render with this world lead_frames")
@@ -78,7 +81,8 @@ def main() -> None:
     rows = probe(load_model(args.model), world, args.videos, (0.9, 0.7, 0.5))
     print(f"{'setting':18s} {'sigma':>5s} {'true':>8s} {'opposite':>9s} {'perpendicular':>13s}")
     for r in rows:
-        print(f"{r['setting']:18s} {r['sigma']:5.1f} {r['true']:8.4f} {r['opposite']:9.4f} {r['perpendicular']:13.4f}")
+        errors = f"{r['true']:8.4f} {r['opposite']:9.4f} {r['perpendicular']:13.4f}"
+        print(f"{r['setting']:18s} {r['sigma']:5.1f} {errors}")
 
 
 if __name__ == "__main__":

@@ -70,8 +70,8 @@ class SelfAttention(nn.Module):
         rotary: torch.Tensor | None = None,
         relative_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: complex rotations [N, R/2] of the queries' tokens;
-        relative_index: [N, N_cache + N] offsets into the relative bias table (with ``relative``)."""
+        """x: [B, N, D]; mask: [N, N_cache + N] or None; rotary: complex rotations [N, R/2] of the queries'
+        tokens; relative_index: [N, N_cache + N] offsets into the relative bias table (with ``relative``)."""
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)

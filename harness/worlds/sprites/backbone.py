@@ -183,7 +183,9 @@ class SpritesDiT(nn.Module):
             )
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
-        rotary = rotary_rotations(self.config, frames, offset, x_t.device) if self.config.rotary_positions else None
+        rotary = None
+        if self.config.rotary_positions:
+            rotary = rotary_rotations(self.config, frames, offset, x_t.device)
         relative = None
         if self.config.relative_bias:
             relative = relative_index(frames, offset, stored, *self.config.token_grid).to(x_t.device)

@@ -47,7 +47,9 @@ def rotary_angles(config: SpritesDiTConfig, frames: int, frame_offset: int, devi
 
 
 @lru_cache(maxsize=64)
-def rotary_rotations(config: SpritesDiTConfig, frames: int, frame_offset: int, device: torch.device) -> torch.Tensor:
+def rotary_rotations(
+    config: SpritesDiTConfig, frames: int, frame_offset: int, device: torch.device
+) -> torch.Tensor:
     """``rotary_angles`` as unit complex numbers [F·P, R/2], cached: every denoising call of a rollout
     asks for the same few (frames, offset) pairs, and rebuilding them cost more than rotating."""
     angles = rotary_angles(config, frames, frame_offset, device)

@@ -58,16 +58,16 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   one and 0.0292 with a perpendicular one (0.0132 / 0.0132 / 0.0279 with the first frame clean); the
   previous shipped teacher gave 0.0159 for all three. Its samples (2 per eval prompt, CFG 3): 53% object
   class, 89% colour, **42% direction** (was 27%), motion smoothness 0.47 (was 0.37), 19 minutes of
-  training (1133 s, final flow loss 0.064). Single-object direction at 2000 steps: 49-56% (axis right,
-  sign a coin flip) vs 19-29% without. Tried at 1000-2000 steps, not kept, none of them reads the sign:
+  training (1133 s, final flow loss 0.064). Single-object direction at 2000 steps: 52-56% (axis right,
+  sign a coin flip) vs 23-29% without. Tried at 1000-2000 steps, not kept, none of them reads the sign:
   a learned key vector per head and joint (frame, row, column) offset dotted with the query (Shaw et
-  al.'s relative positions; ignored the word entirely), rotary pairs along learned space-time directions (RoPE-Mixed in 3D; axis
-  only), a per-frame adaLN term from (prompt, frame index) (ignored the word), half of each batch with a
-  clean first frames prefix and the loss on the noisy frames only (image-to-video; no change), and objects
-  moving the named way for 5 frames (``lead_frames`` = 5, so the start position gives the sign away;
-  axis only). On the shipped weights the pooled prompt vectors of "left" and "right" are 9× closer than
-  those of "left" and "up" (mean |Δ| 0.005 vs 0.045): nothing in training has made the sign worth telling
-  apart yet.
+  al.'s relative positions; ignored the word entirely), rotary pairs along learned space-time directions
+  (RoPE-Mixed in 3D; axis only), a per-frame adaLN term from (prompt, frame index) (ignored the word),
+  half of each batch with a clean prefix of first frames and the loss on the noisy frames only
+  (image-to-video; no change), and objects moving the named way for 5 frames (``lead_frames`` = 5, so
+  the start position gives the sign away; axis only). On the shipped weights the pooled prompt vectors
+  of "left" and "right" are 9× closer than those of "left" and "up" (mean |Δ| 0.005 vs 0.045): nothing
+  in training has made the sign worth telling apart yet.
 """
 
 from __future__ import annotations
