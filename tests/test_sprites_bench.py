@@ -71,6 +71,21 @@ def test_detection_is_exact_on_clean_frames(data, real):
     assert det.present.sum() == st.present.sum() * data.cfg.frames  # nothing else is found
 
 
+def test_trails_leave_detection_exact_and_real_videos_perfect():
+    """Trail pixels are never taken for their object, and the background dimensions do not count them."""
+    cfg = SpritesConfig(trail=2, speed_max=3)
+    real = SpritesData(cfg).render(32, 5, split="eval")
+    det = Detector(cfg)(real.videos)
+    st = real.states
+    for i, o in zip(*np.nonzero(st.present)):
+        assert (det.shape[i, st.color[i, o]] == st.shape[i, o]).all()
+        assert np.array_equal(det.top_left[i, st.color[i, o]], st.top_left[i, o].astype(float))
+    background = (real.videos == SpritesData(cfg).renderer.backgrounds[st.background][:, None]).all(-1)
+    assert (det.object_region | background).all()  # every trail pixel is in an object's region
+    scores = SpritesBench(cfg).score(real.videos, real.prompts)
+    assert all(scores[d] == pytest.approx(1.0, abs=1e-6) for d in SCORING_TABLE), scores
+
+
 def test_physics_fit_is_exact_on_clean_trajectories_and_not_on_jittered_ones(data, real):
     st, travel = real.states, data.cfg.travel
     tracks = st.top_left[st.present].astype(float)

@@ -6,9 +6,16 @@ import torch
 
 from harness.errors import ConfigError
 from harness.worlds.sprites.data import SpritesData
-from harness.worlds.sprites.palette import SHAPES, shape_templates
+from harness.worlds.sprites.palette import (
+    SHAPES,
+    TRAIL_OPACITY,
+    background_image,
+    shape_templates,
+    trail_tone,
+)
 from harness.worlds.sprites.prompts import VOCAB, parse_prompt
 from harness.worlds.sprites.render import (
+    BACKGROUND_NAMES,
     COLOR_NAMES,
     DIRECTION_NAMES,
     PALETTE,
@@ -16,6 +23,7 @@ from harness.worlds.sprites.render import (
     bounce,
     from_model,
     to_model,
+    trail_positions,
 )
 from harness.worlds.sprites.world_config import SpritesConfig
 
@@ -145,8 +153,50 @@ def test_small_resolution_keeps_objects_recognisable():
         ({"resolution": 16, "object_size": 5, "speed_max": 3, "lead_frames": 4},
          r"sprites.lead_frames must satisfy 1 <= lead_frames and lead_frames \* speed_max <= 11"),
         ({"lead_frames": 0}, "sprites.lead_frames must satisfy"),
+        ({"trail": 4}, r"sprites.trail must be in \[0, 3\]"),
     ],
 )
 def test_bad_world_config_names_the_field(kwargs, needle):
     with pytest.raises(ConfigError, match=needle.replace("/", ".")):
         SpritesConfig(**kwargs)
+
+
+def test_trails_are_faded_copies_at_earlier_positions_under_unchanged_objects():
+    cfg = SpritesConfig(trail=2)
+    plain = SpritesData(SpritesConfig()).render(16, 4)
+    trailed = SpritesData(cfg).render(16, 4)
+    st = trailed.states
+    assert np.array_equal(st.top_left, plain.states.top_left)  # a trail changes the pixels, not the motion
+    templates = shape_templates(cfg.size)
+    # an independent, pixel-by-pixel painting: the faintest copies first, the objects last
+    expected = plain.videos.copy()
+    for i in range(16):
+        background = background_image(BACKGROUND_NAMES[st.background[i]], cfg.resolution)
+        expected[i] = background
+        layers = [(k, o) for k in (2, 1) for o in (0, 1)] + [(0, o) for o in (0, 1)]
+        for k, o in layers:
+            if not st.present[i, o]:
+                continue
+            where = st.top_left[i, o] if k == 0 else trail_positions(
+                st.top_left[i : i + 1, o], st.velocity[i : i + 1, o, 0], k, cfg.travel)[0]
+            for t in range(cfg.frames):
+                x, y = where[t]
+                for dy, dx in zip(*np.nonzero(templates[st.shape[i, o]])):
+                    color = PALETTE[st.color[i, o]]
+                    alpha = TRAIL_OPACITY * (3 - k) / 2
+                    under = background[y + dy, x + dx]
+                    expected[i, t, y + dy, x + dx] = color if k == 0 else trail_tone(color, under, alpha)
+    assert np.array_equal(trailed.videos, expected)
+    assert (plain.videos != trailed.videos).any(-1).mean() > 0.01
+    objects = (trailed.videos == PALETTE[st.color[:, 0]][:, None, None, None]).all(-1)
+    assert np.array_equal(objects, (plain.videos == PALETTE[st.color[:, 0]][:, None, None, None]).all(-1))
+
+
+def test_trail_before_the_first_frame_lies_behind_the_prompted_direction():
+    top_left = np.asarray([[[5, 3], [4, 3], [3, 3]], [[0, 6], [0, 7], [0, 8]]])  # moving left; moving down
+    velocity0 = np.asarray([[-1, 0], [0, 1]])
+    assert trail_positions(top_left, velocity0, 1, travel=11).tolist() == [
+        [[6, 3], [5, 3], [4, 3]], [[0, 5], [0, 6], [0, 7]]]
+    assert trail_positions(top_left, velocity0, 2, travel=11)[:, 0].tolist() == [[7, 3], [0, 4]]
+    # at a wall the copy before frame 0 stays inside the frame, on the object
+    assert trail_positions(np.asarray([[[11, 0]]]), np.asarray([[-1, 0]]), 3, travel=11)[0, 0].tolist() == [11, 0]

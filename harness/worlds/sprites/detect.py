@@ -1,7 +1,8 @@
 """Find the objects in (possibly generated) sprites videos.
 
-Per pixel: the nearest known colour (object colours of the config plus its background tones); a pixel
-belongs to an object colour only if that colour is nearest and closer than ``COLOR_RADIUS``. Per
+Per pixel: the nearest known colour (object colours of the config, its background tones and, in a world
+with trails, the tones trails paint); a pixel belongs to an object colour only if that colour is nearest
+and closer than ``COLOR_RADIUS``, so a trail is never part of its object. Per
 colour and frame: the object-sized box holding the most pixels of that colour (box sums over an
 integral image) locates the object; its shape is the template with the best IoU over +-1 pixel
 shifts. On clean renders every step is exact (each object has its own colour and spans its box);
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.worlds.sprites.palette import background_tones, shape_templates
+from harness.worlds.sprites.palette import background_tones, shape_templates, trail_tones
 from harness.worlds.sprites.render import COLOR_NAMES, PALETTE
 from harness.worlds.sprites.world_config import SpritesConfig
 
@@ -50,9 +51,11 @@ class Detector:
         masks = shape_templates(cfg.size)
         self.templates = masks.reshape(len(masks), -1).astype(np.float32)
         self.color_ids = np.asarray([COLOR_NAMES.index(c) for c in cfg.colors])
-        self.known = np.concatenate([PALETTE[self.color_ids], background_tones(cfg.backgrounds)]).astype(
-            np.float32
-        )
+        self.trail_start = len(self.color_ids) + len(background_tones(cfg.backgrounds))
+        self.known = np.concatenate([PALETTE[self.color_ids], background_tones(cfg.backgrounds),
+                                     trail_tones(cfg.colors, cfg.backgrounds, cfg.trail)]).astype(np.float32)
+        # a trail lies at most this far behind its object's box
+        self.trail_reach = cfg.trail * cfg.speed_max
 
     def __call__(self, videos: np.ndarray) -> Detections:
         videos = np.asarray(videos)
@@ -93,8 +96,17 @@ class Detector:
             top_left=full(top_left, 0.0),
             shape_iou=full(np.where(present[..., None], iou, 0.0).astype(np.float32), 0.0),
             shape=full(shape, -1),
-            object_region=_region(present, corner, s + 2, (n, t, h, w)),
+            object_region=_region(present, corner, s, (n, t, h, w)) | self._trail_region(
+                present, corner, nearest >= self.trail_start, (n, t, h, w)),
         )
+
+    def _trail_region(self, present: np.ndarray, corner: np.ndarray, trail_tone: np.ndarray,
+                      shape: tuple[int, int, int, int]) -> np.ndarray:
+        """Trail-toned pixels within reach of a detected object: they move with it, so the background
+        dimensions must not count them (elsewhere such a pixel is left to them, as noise)."""
+        if not self.trail_reach:
+            return np.zeros(shape, dtype=bool)
+        return _region(present, corner, self.size, shape, grow=self.trail_reach) & trail_tone
 
 
 def _best_box(masks: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,11 +156,13 @@ def _scatter_colors(values: np.ndarray, color_ids: np.ndarray, total: int, fill)
 
 
 def _region(
-    present: np.ndarray, corner: np.ndarray, size: int, shape: tuple[int, int, int, int]
+    present: np.ndarray, corner: np.ndarray, box: int, shape: tuple[int, int, int, int], grow: int = 1
 ) -> np.ndarray:
-    """Union of the present objects' windows (box plus one-pixel margin) per frame: bool [n, t, h, w]."""
+    """Union per frame of the present objects' ``box``-wide boxes at ``corner``, grown by ``grow`` pixels
+    on every side: bool [n, t, h, w]."""
     n, t, h, w = shape
-    region = np.zeros((n, t, h + 2, w + 2), dtype=bool)
+    size = box + 2 * grow
+    region = np.zeros((n, t, h + 2 * grow, w + 2 * grow), dtype=bool)  # padded by grow: corner is the start
     offsets = np.arange(size)
     for c in range(present.shape[1]):
         rows = (corner[:, c, :, 0, None] + offsets)[:, :, :, None]
@@ -157,4 +171,4 @@ def _region(
         idx_n = np.arange(n).reshape(n, 1, 1, 1)
         idx_t = np.arange(t).reshape(1, t, 1, 1)
         region[idx_n, idx_t, rows, cols] |= mask
-    return region[:, :, 1:-1, 1:-1]
+    return region[:, :, grow:-grow, grow:-grow]

@@ -44,6 +44,32 @@ BACKGROUNDS: dict[str, tuple[str, tuple[tuple[int, int, int], ...]]] = {
 }
 
 
+# Opacity of the k-th fading copy behind an object (k = 1 is the most recent position), as a fraction of
+# TRAIL_OPACITY. Below one half, so a trail pixel is always nearer its background than its object colour
+# and the detector never mistakes it for the object.
+TRAIL_OPACITY = 0.4
+
+
+def trail_alpha(k: int, trail: int) -> float:
+    """Opacity of copy ``k`` (1 … trail): fading linearly from TRAIL_OPACITY to TRAIL_OPACITY / trail."""
+    return TRAIL_OPACITY * (trail + 1 - k) / trail
+
+
+def trail_tone(color: np.ndarray, background: np.ndarray, alpha: float) -> np.ndarray:
+    """A copy's pixel: ``alpha`` of the object colour over the background, rounded to uint8 like the
+    renderer's frames (so the detector's table of known tones holds it exactly)."""
+    mixed = np.asarray(background, dtype=np.float64) + alpha * (
+        np.asarray(color, dtype=np.float64) - np.asarray(background, dtype=np.float64))
+    return np.rint(mixed).astype(np.uint8)
+
+
+def trail_tones(colors: tuple[str, ...], backgrounds: tuple[str, ...], trail: int) -> np.ndarray:
+    """Every tone a trail can paint in this world, float [K, 3] (empty when ``trail`` is 0)."""
+    tones = [trail_tone(np.asarray(COLORS[c]), bg, trail_alpha(k, trail))
+             for c in colors for bg in background_tones(backgrounds) for k in range(1, trail + 1)]
+    return np.asarray(tones, dtype=np.float64).reshape(-1, 3)
+
+
 def background_image(name: str, resolution: int) -> np.ndarray:
     """The static background ``name`` as uint8 [H, W, 3]; patterns scale with the resolution."""
     kind, tones = BACKGROUNDS[name]

@@ -19,6 +19,8 @@ from harness.worlds.sprites.palette import (
     SHAPES,
     background_image,
     shape_templates,
+    trail_alpha,
+    trail_tone,
 )
 from harness.worlds.sprites.prompts import Scene
 from harness.worlds.sprites.world_config import SpritesConfig
@@ -131,6 +133,18 @@ def _fresh_motion(cfg: SpritesConfig, direction: np.ndarray, rng: np.random.Gene
     return bounce(start, velocity0, steps, cfg.travel)
 
 
+def trail_positions(top_left: np.ndarray, velocity0: np.ndarray, k: int, travel: int) -> np.ndarray:
+    """Where the trail's k-th copy goes in each frame: the object's position k frames earlier, int [N, T, 2].
+
+    Before frame 0 the object is taken to have come in straight at its first velocity (clipped to the
+    frame), so the first frames' trails point the way the prompt names, like the later ones.
+    """
+    frames = top_left.shape[1]
+    earlier = np.arange(frames) - k
+    past = np.clip(top_left[:, :1] + velocity0[:, None] * earlier[None, :, None], 0, travel)
+    return np.where((earlier >= 0)[None, :, None], top_left[:, np.maximum(earlier, 0)], past)
+
+
 class Renderer:
     """Paints states into uint8 videos; caches backgrounds and shape masks for one config."""
 
@@ -140,22 +154,34 @@ class Renderer:
         self.backgrounds = np.stack([background_image(b, cfg.resolution) for b in BACKGROUND_NAMES])
 
     def draw(self, states: SpriteStates) -> np.ndarray:
-        """uint8 [N, T, H, W, 3]; slot 1 is drawn over slot 0 where they overlap."""
-        cfg, size = self.cfg, self.cfg.size
-        n, slots, frames = states.top_left.shape[:3]
+        """uint8 [N, T, H, W, 3]; trails under every object, slot 1 over slot 0 where objects overlap."""
+        slots, frames = states.top_left.shape[1:3]
         videos = np.repeat(self.backgrounds[states.background][:, None], frames, axis=1)
-        offsets = np.arange(size)
+        for k in range(self.cfg.trail, 0, -1):  # the faintest copy first, so nearer ones cover it
+            for o in range(slots):
+                where = trail_positions(states.top_left[:, o], states.velocity[:, o, 0], k, self.cfg.travel)
+                self._paint(videos, states, o, where, trail_alpha(k, self.cfg.trail))
+        for o in range(slots):
+            self._paint(videos, states, o, states.top_left[:, o])
+        assert videos.shape[2] == self.cfg.resolution
+        return videos
+
+    def _paint(self, videos: np.ndarray, states: SpriteStates, slot: int, top_left: np.ndarray,
+               alpha: float | None = None) -> None:
+        """Paint the slot's shape at ``top_left`` int [N, T, 2]: in its colour, or as a trail copy of
+        opacity ``alpha`` over the background."""
+        n, frames = top_left.shape[:2]
+        offsets = np.arange(self.cfg.size)
         batch_index = np.arange(n).reshape(n, 1, 1, 1)
         frame_index = np.arange(frames).reshape(1, frames, 1, 1)
-        for o in range(slots):
-            rows = (states.top_left[:, o, :, 1, None] + offsets)[:, :, :, None]  # [N, T, S, 1]
-            cols = (states.top_left[:, o, :, 0, None] + offsets)[:, :, None, :]  # [N, T, 1, S]
-            mask = self.templates[states.shape[:, o]] & states.present[:, o, None, None]  # [N, S, S]
-            patch = videos[batch_index, frame_index, rows, cols]  # [N, T, S, S, 3]
-            paint = PALETTE[states.color[:, o]][:, None, None, None, :]
-            videos[batch_index, frame_index, rows, cols] = np.where(mask[:, None, :, :, None], paint, patch)
-        assert videos.shape[2] == cfg.resolution
-        return videos
+        rows = (top_left[:, :, 1, None] + offsets)[:, :, :, None]  # [N, T, S, 1]
+        cols = (top_left[:, :, 0, None] + offsets)[:, :, None, :]  # [N, T, 1, S]
+        mask = self.templates[states.shape[:, slot]] & states.present[:, slot, None, None]  # [N, S, S]
+        patch = videos[batch_index, frame_index, rows, cols]  # [N, T, S, S, 3]
+        paint = PALETTE[states.color[:, slot]][:, None, None, None, :]
+        if alpha is not None:
+            paint = trail_tone(paint, self.backgrounds[states.background][batch_index, rows, cols], alpha)
+        videos[batch_index, frame_index, rows, cols] = np.where(mask[:, None, :, :, None], paint, patch)
 
     def render(self, scenes: list[Scene], rng: np.random.Generator | int) -> RenderedBatch:
         rng = np.random.default_rng(rng)

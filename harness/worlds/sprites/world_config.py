@@ -15,8 +15,9 @@ class SpritesConfig:
     ``object_size`` 0 means "about 30% of the frame side", large enough for the shape to stay
     recognisable at 16x16. Speeds are whole pixels per frame so trajectories (and their wall
     bounces) are exact on the pixel grid. ``lead_frames`` sets how many steps an object first moves the way
-    its prompt names before it may bounce. ``held_out`` lists colour-shape pairs never rendered for the
-    train split; the ``heldout`` prompt split is made of them.
+    its prompt names before it may bounce; ``trail`` draws fading copies at an object's last positions.
+    ``held_out`` lists colour-shape pairs never rendered for the train split; the ``heldout`` prompt
+    split is made of them.
     """
 
     resolution: int = 32
@@ -32,6 +33,9 @@ class SpritesConfig:
     speed_max: int = 3
     # every object starts with room for this many steps its named way before a wall can turn it
     lead_frames: int = 1
+    # fading copies of each object at its last ``trail`` positions (motion blur): the way an object goes is
+    # then visible in one frame, not only across frames (see trail_alpha in palette.py)
+    trail: int = 0
     held_out: tuple[tuple[str, str], ...] = field(
         default=(("red", "triangle"), ("blue", "circle"), ("yellow", "cross"), ("green", "diamond"))
     )
@@ -70,6 +74,8 @@ class SpritesConfig:
                 f"sprites.lead_frames must satisfy 1 <= lead_frames and lead_frames * speed_max <= "
                 f"{self.travel} (the room an object has to travel), got {self.lead_frames} * {self.speed_max}"
             )
+        if not 0 <= self.trail <= 3:
+            raise ConfigError(f"sprites.trail must be in [0, 3] (fading copies behind an object), got {self.trail}")
         for pair in self.held_out:
             if len(pair) != 2 or pair[0] not in COLORS or pair[1] not in SHAPES:
                 raise ConfigError(f"sprites.held_out entry {pair!r} is not a (colour, shape) pair")
