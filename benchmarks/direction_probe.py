@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.diffusion import add_noise, x0_from_v
 from harness.worlds.sprites.prompts import ObjectSpec, Scene, encode_batch
 from harness.worlds.sprites.render import Renderer, to_model
-from harness.worlds.sprites.teacher import load_model
+from harness.worlds.sprites.teacher import load_model, read_meta
 from harness.worlds.sprites.world import world_preset
+from harness.worlds.sprites.world_config import SpritesConfig
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 PERPENDICULAR = {"left": "up", "up": "right", "right": "down", "down": "left"}
@@ -67,6 +68,15 @@ def probe(model, world, videos: int, sigmas: tuple[float, ...], seed: int = 5) -
     return rows
 
 
+def checkpoint_world(folder: Path) -> SpritesConfig:
+    """The world the checkpoint was trained on (its model.json), so the probe's videos look like its data;
+    the default preset's for fields an older checkpoint does not record."""
+    recorded = read_meta(folder).get("world", {})
+    as_tuples = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                 for k, v in recorded.items()}
+    return dataclasses.replace(world_preset("default").world, **as_tuples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +85,7 @@ def main() -> None:
     parser.add_argument("--lead-frames", type=int, default=None, help="render with this world lead_frames")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    world = world_preset("default").world
+    world = checkpoint_world(Path(args.model))
     if args.lead_frames is not None:
         world = dataclasses.replace(world, lead_frames=args.lead_frames)
     rows = probe(load_model(args.model), world, args.videos, (0.9, 0.7, 0.5))

@@ -36,8 +36,9 @@ def _inputs(seed: int = 1, frames: int = FRAMES):
 
 
 @pytest.fixture(scope="module", params=[{}, {"rotary_positions": True}, {"pixel_channels": 8}, {"token_conv": True},
-                                        {"relative_bias": True}],
-                ids=["learned-positions", "rotary-positions", "pixel-layers", "token-conv", "relative-bias"])
+                                        {"relative_bias": True}, {"prompt_positions": 8}],
+                ids=["learned-positions", "rotary-positions", "pixel-layers", "token-conv", "relative-bias",
+                     "prompt-positions"])
 def model(request) -> SpritesDiT:
     return _perturbed(**request.param)
 
@@ -320,3 +321,33 @@ def test_apply_rotary_turns_each_channel_pair_by_its_angle_and_passes_the_rest()
     c = math.sqrt(0.5)
     expected = torch.tensor([-2.0, 1.0, -3.0, -4.0, 5.0, 6.0, c * (7 - 8), c * (7 + 8), 9.0, 10.0])
     assert torch.allclose(y, expected, atol=1e-6)
+
+
+def test_prompt_position_term_starts_at_zero_and_then_depends_on_prompt_frame_and_place_jointly():
+    torch.manual_seed(0)
+    with_term = build_sprites_dit("smoke", prompt_positions=4).eval()
+    without = build_sprites_dit("smoke").eval()
+    without.load_state_dict({k: v for k, v in with_term.state_dict().items() if not k.startswith("prompt_positions")})
+    x = torch.randn(2, 4, 3, 16, 16)
+    cond = torch.tensor([[1, 2, 5, 11, 4, 16], [1, 2, 5, 11, 4, 17]])
+    with torch.no_grad():
+        assert torch.equal(with_term(x, 500.0, cond, causal=False), without(x, 500.0, cond, causal=False))
+        term = with_term.prompt_positions
+        term.out.weight.normal_()
+        pooled = torch.randn(2, with_term.config.dim)
+        value = term(pooled, torch.arange(4))
+    assert value.shape == (2, 4, 16, with_term.config.dim)
+    # a rank-R product: the term minus its bias, taken apart along each factor, is one product per channel
+    factors = (term.prompt(pooled)[:, None, None], term.frame(sinusoid_of(with_term, 4))[None, :, None],
+               term.place(term.place_features)[None, None])
+    expected = (factors[0] * factors[1] * factors[2]) @ term.out.weight.T + term.out.bias
+    torch.testing.assert_close(value, expected)
+    # the two prompts differ in one word, and so does the term, differently in every frame and place
+    diff = (value[0] - value[1]).norm(dim=-1)
+    assert diff.min() > 0 and diff.std() > 0.05 * diff.mean()
+
+
+def sinusoid_of(model: SpritesDiT, frames: int) -> torch.Tensor:
+    from harness.worlds.sprites.embeddings import sinusoidal
+
+    return sinusoidal(torch.arange(frames), model.config.dim, 64.0)

@@ -15,7 +15,7 @@ from harness.stages import StageCache
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
 from harness.worlds.sprites.kv_cache import KVCache
-from harness.worlds.sprites.teacher import FlowRecipe, load_model, lr_factor, save_model
+from harness.worlds.sprites.teacher import FlowRecipe, load_model, lr_factor, save_model, train_flow
 from harness.worlds.sprites.world import SpritesWorld, world_preset
 
 torch.set_num_threads(1)
@@ -146,6 +146,21 @@ def test_lr_schedule_warms_up_and_decays():
     assert lr_factor(0, recipe) == pytest.approx(0.1)
     assert lr_factor(10, recipe) == pytest.approx(1.0)
     assert lr_factor(100, recipe) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_flow_training_keeps_a_frozen_prompt_encoder_as_initialised(freeze):
+    preset = world_preset("smoke")
+    recipe = FlowRecipe(steps=3, batch_size=4, warmup=1, ema_decay=0.0, freeze_prompt_encoder=freeze)
+    torch.manual_seed(0)
+    model = SpritesDiT(preset.dit)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ema, _ = train_flow(model, preset.world, recipe, causal=False, per_chunk_noise=False)
+    after = ema.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    prompt = {k for k in before if k.startswith("prompt.")}
+    assert moved - prompt  # the rest of the DiT trains either way
+    assert moved & prompt == (set() if freeze else prompt)
 
 
 def _saved(tmp_path: Path) -> tuple[Path, SpritesDiT]:

@@ -32,6 +32,7 @@ from harness.worlds.sprites.embeddings import (
 )
 from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.pixel_layers import PixelHead, PixelStem
+from harness.worlds.sprites.prompt_positions import PromptPositionTerm
 from harness.worlds.sprites.relative_bias import RelativeBias, relative_index
 from harness.worlds.sprites.token_mlp import TokenMLP
 
@@ -116,6 +117,7 @@ class SpritesDiT(nn.Module):
         self.prompt = PromptEncoder(config)
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final = FinalLayer(config)
+        self.prompt_positions = PromptPositionTerm(config) if config.prompt_positions else None
         self.stem = PixelStem(config.channels, config.pixel_channels) if config.pixel_channels else None
         self.head = PixelHead(config.pixel_channels, config.channels) if config.pixel_channels else None
 
@@ -183,6 +185,9 @@ class SpritesDiT(nn.Module):
             )
             mask = None if mask is None else mask.to(x_t.device)
         x = self._tokens(x_t, offset)
+        if self.prompt_positions is not None:
+            frame_index = torch.arange(offset, offset + frames, device=x_t.device)
+            x = x + self.prompt_positions(pooled, frame_index)
         rotary = None
         if self.config.rotary_positions:
             rotary = rotary_rotations(self.config, frames, offset, x_t.device)

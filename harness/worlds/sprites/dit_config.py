@@ -44,6 +44,9 @@ class SpritesDiTConfig:
     # a learned attention bias per head and (frame, row, column) offset between tokens (relative_bias.py); on
     # in the default world: flow loss 0.103 vs 0.119 at 1000 steps, 58%/97% object class/colour at 3000
     relative_bias: bool = False
+    # > 0: the rank of a term added to every input token from the product of the pooled prompt, the token's
+    # frame and its place in the frame (prompt_positions.py says why); 0: off
+    prompt_positions: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -79,6 +82,8 @@ class SpritesDiTConfig:
             raise ConfigError(
                 f"SpritesDiTConfig.pad_id={self.pad_id} is outside vocab_size={self.vocab_size}"
             )
+        if self.prompt_positions < 0:
+            raise ConfigError(f"SpritesDiTConfig.prompt_positions must be >= 0, got {self.prompt_positions}")
         if self.pixel_channels < 0:
             raise ConfigError(f"SpritesDiTConfig.pixel_channels must be >= 0, got {self.pixel_channels}")
         if self.prompt_layers < 0 or self.mlp_ratio <= 0:

@@ -70,6 +70,9 @@ class FlowRecipe:
     train_shift: float = 3.0  # σ ← shift(σ, train_shift): the sampler and DMD spend most steps at high σ
     precision: str = "fp32"  # "bf16": CPU autocast (faster matmuls, but slower steps for the small DiT)
     position_init: str = "sincos"  # "sincos": 2D sin/cos spatial table; "random": as built (zero if rotary)
+    # keep the prompt encoder as initialised, the way Wan keeps its T5 frozen: trained by the denoising loss
+    # it merges "left" with "right" and the teacher cannot tell them apart (world.py has the figures)
+    freeze_prompt_encoder: bool = True
     seed: int = 0
 
     def validate(self) -> None:
@@ -175,7 +178,9 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
     rng = np.random.default_rng(recipe.seed)
     data = SpritesData(world)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    model.prompt.requires_grad_(not recipe.freeze_prompt_encoder)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, recipe))
     fpc = model.config.frames_per_chunk if per_chunk_noise else None
     null = null_tokens(recipe.batch_size)
@@ -188,7 +193,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
             raise TrainingDiverged(f"flow loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        nn.utils.clip_grad_norm_(trained, recipe.grad_clip)
         opt.step()
         sched.step()
         ema_update(ema, model, recipe.ema_decay, step)
@@ -205,6 +210,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
 def train_teacher(out_dir: str | Path, world: SpritesConfig, dit: SpritesDiTConfig, recipe: FlowRecipe,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Train the bidirectional teacher and write its checkpoint into ``out_dir``."""
+    torch.manual_seed(recipe.seed)  # the initial weights, a frozen prompt encoder's for good, follow the recipe
     model = SpritesDiT(dit)
     if recipe.position_init == "sincos":
         init_spatial_positions(model)
