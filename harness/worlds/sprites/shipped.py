@@ -1,4 +1,4 @@
-"""Teacher weights shipped with the project, so the default world does not spend its one-time ~18
+"""Teacher weights shipped with the project, so the default world does not spend its one-time ~17
 minutes of teacher training on every new machine.
 
 A shipped checkpoint is the folder the project's own training command writes::

@@ -5,12 +5,14 @@ The recipe is what made a teacher learn on 2 CPU cores (measurements in the worl
 with linear warm-up and cosine decay, an EMA of the weights (the EMA is what gets saved and sampled),
 logit-normal timestep sampling (the mid-noise levels where layout and shape are decided get most of
 the updates), gradient clipping, and CFG dropout (the prompt replaced by the null prompt with
-probability ``cfg_dropout``) so the teacher can be sampled with classifier-free guidance.
+probability ``cfg_dropout``) so the teacher can be sampled with classifier-free guidance. The prompt
+encoder stays as initialised unless ``freeze_prompt_encoder`` is off: trained by the denoising loss it
+learns to merge opposite direction words.
 
 A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format tag, DiT config, world
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
-Retrain the default teacher (about 18 minutes on 2 idle cores; on a shared machine set
+Retrain the default teacher (about 17 minutes on 2 idle cores; on a shared machine set
 OMP_WAIT_POLICY=PASSIVE, see world.py)::
 
     OMP_WAIT_POLICY=PASSIVE python -m harness.worlds.sprites.teacher --size default --out DIR
