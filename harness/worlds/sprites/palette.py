@@ -44,9 +44,8 @@ BACKGROUNDS: dict[str, tuple[str, tuple[tuple[int, int, int], ...]]] = {
 }
 
 
-# Opacity of the k-th fading copy behind an object (k = 1 is the most recent position), as a fraction of
-# TRAIL_OPACITY. Below one half, so a trail pixel is always nearer its background than its object colour
-# and the detector never mistakes it for the object.
+# Opacity of the trail copy at an object's last position; copies further back fade linearly (trail_alpha).
+# Below one half, so a trail pixel is nearer its background than its object colour even when blurred.
 TRAIL_OPACITY = 0.4
 
 
