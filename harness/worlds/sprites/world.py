@@ -86,8 +86,8 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   frame shows the way it goes) without these changes: 45/90/42, single 60, the sign still not read; the
   world keeps it as an option, off.
 * The default recipe since (both changes, batch 16 × 3400 steps: 3600 took 19:00 of the 20 minutes last
-  time, too close on a machine whose speed varies by 20%): 1005 s of training, 16:51 wall, final flow loss 0.066. Its samples (2 per
-  eval prompt, CFG 3, shift 5): 65% object class, 89% colour, **80% direction** (was 42%), multiple objects
+  time, too close on a machine whose speed varies by 20%): 1005 s of training, 16:51 wall, final flow loss
+  0.066. Its samples (2 per eval prompt, CFG 3, shift 5): 65% object class, 89% colour, **80% direction** (was 42%), multiple objects
   15%, subject consistency 0.98. direction_probe at σ 0.9: true 0.0513, opposite 0.0602, perpendicular
   0.0614 (first frame clean: 0.0514 / 0.0650 / 0.0718).
 """
@@ -153,8 +153,8 @@ PRESETS: dict[str, WorldPreset] = {
         dit=SpritesDiTConfig(height=16, width=16, patch_size=4, dim=96, depth=4, heads=4, token_conv=True,
                              relative_bias=True, rotary_positions=True, prompt_positions=16),
         # batch 16, not 32: the same compute, twice the steps, and steps are what this teacher is short of;
-        # lr 6e-3, not 1e-3; 3400 steps keep the one-time training well under 20 minutes; the prompt encoder stays
-        # frozen (the recipe's default); the module docstring has the measurements
+        # lr 6e-3, not 1e-3; 3400 steps keep the one-time training well under 20 minutes; the prompt
+        # encoder stays frozen (the recipe's default); the module docstring has the measurements
         teacher=FlowRecipe(steps=3400, batch_size=16, lr=6e-3, warmup=100, ema_decay=0.998, train_shift=3.0),
         causal_init=CausalInitRecipe(),
         diffusion_forcing=DEFAULT_DF_RECIPE,
