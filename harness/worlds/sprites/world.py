@@ -87,9 +87,9 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   world keeps it as an option, off.
 * The default recipe since (both changes, batch 16 × 3400 steps: 3600 took 19:00 of the 20 minutes last
   time, too close on a machine whose speed varies by 20%): 1005 s of training, 16:51 wall, final flow loss
-  0.066. Its samples (2 per eval prompt, CFG 3, shift 5): 65% object class, 89% colour, **80% direction** (was 42%), multiple objects
-  15%, subject consistency 0.98. direction_probe at σ 0.9: true 0.0513, opposite 0.0602, perpendicular
-  0.0614 (first frame clean: 0.0514 / 0.0650 / 0.0718).
+  0.066. Its samples (2 per eval prompt, CFG 3, shift 5): 65% object class, 89% colour, **80% direction**
+  (was 42%), multiple objects 15%, subject consistency 0.98. direction_probe at σ 0.9: true 0.0513,
+  opposite 0.0602, perpendicular 0.0614 (first frame clean: 0.0514 / 0.0650 / 0.0718).
 """
 
 from __future__ import annotations
