@@ -337,17 +337,8 @@ def test_prompt_position_term_starts_at_zero_and_then_depends_on_prompt_frame_an
         pooled = torch.randn(2, with_term.config.dim)
         value = term(pooled, torch.arange(4))
     assert value.shape == (2, 4, 16, with_term.config.dim)
-    # a rank-R product: the term minus its bias, taken apart along each factor, is one product per channel
-    factors = (term.prompt(pooled)[:, None, None], term.frame(sinusoid_of(with_term, 4))[None, :, None],
-               term.place(term.place_features)[None, None])
-    expected = (factors[0] * factors[1] * factors[2]) @ term.out.weight.T + term.out.bias
-    torch.testing.assert_close(value, expected)
-    # the two prompts differ in one word, and so does the term, differently in every frame and place
-    diff = (value[0] - value[1]).norm(dim=-1)
-    assert diff.min() > 0 and diff.std() > 0.05 * diff.mean()
-
-
-def sinusoid_of(model: SpritesDiT, frames: int) -> torch.Tensor:
-    from harness.worlds.sprites.embeddings import sinusoidal
-
-    return sinusoidal(torch.arange(frames), model.config.dim, 64.0)
+    # a sum of a prompt, a frame and a place term would change by the same vector everywhere when the
+    # prompt changes; the product changes differently in every frame and place
+    diff = value[0] - value[1]
+    assert diff.norm(dim=-1).min() > 0
+    assert (diff - diff.mean(dim=(0, 1), keepdim=True)).norm() > 0.1 * diff.norm()
