@@ -51,8 +51,9 @@ class Detector:
         masks = shape_templates(cfg.size)
         self.templates = masks.reshape(len(masks), -1).astype(np.float32)
         self.color_ids = np.asarray([COLOR_NAMES.index(c) for c in cfg.colors])
-        self.trail_start = len(self.color_ids) + len(background_tones(cfg.backgrounds))
-        self.known = np.concatenate([PALETTE[self.color_ids], background_tones(cfg.backgrounds),
+        backgrounds = background_tones(cfg.backgrounds)
+        self.trail_start = len(self.color_ids) + len(backgrounds)  # known[trail_start:] are trail tones
+        self.known = np.concatenate([PALETTE[self.color_ids], backgrounds,
                                      trail_tones(cfg.colors, cfg.backgrounds, cfg.trail)]).astype(np.float32)
         # a trail lies at most this far behind its object's box
         self.trail_reach = cfg.trail * cfg.speed_max

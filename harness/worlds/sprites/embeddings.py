@@ -25,6 +25,16 @@ def sinusoidal(positions: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
+def grid_sincos(config: SpritesDiTConfig, max_period: float = 64.0) -> torch.Tensor:
+    """[P, dim] sin/cos features of each token's place in a frame: half the dims for its row, half for
+    its column."""
+    rows, cols = config.token_grid
+    half = config.dim // 2
+    yy, xx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    return torch.cat([sinusoidal(yy.reshape(-1), half, max_period),
+                      sinusoidal(xx.reshape(-1), config.dim - half, max_period)], dim=-1)
+
+
 def rotary_angles(config: SpritesDiTConfig, frames: int, frame_offset: int, device: torch.device) -> torch.Tensor:
     """Rotary angles [F·P, R/2] of the tokens of frames ``offset…offset+F``: a third of each head's
     rotated pairs per axis (frame, row, column).

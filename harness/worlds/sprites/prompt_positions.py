@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.embeddings import sinusoidal
+from harness.worlds.sprites.embeddings import grid_sincos, sinusoidal
 
 
 class PromptPositionTerm(nn.Module):
@@ -27,17 +27,13 @@ class PromptPositionTerm(nn.Module):
         super().__init__()
         self.config = config
         rank, dim = config.prompt_positions, config.dim
-        rows, cols = config.token_grid
         self.prompt = nn.Linear(dim, rank)
         self.frame = nn.Linear(dim, rank)
         self.place = nn.Linear(dim, rank)
         self.out = nn.Linear(rank, dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        yy, xx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-        half = dim // 2
-        place = torch.cat([sinusoidal(yy.reshape(-1), half, 64.0), sinusoidal(xx.reshape(-1), dim - half, 64.0)], -1)
-        self.register_buffer("place_features", place, persistent=False)
+        self.register_buffer("place_features", grid_sincos(config), persistent=False)
 
     def forward(self, pooled: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         prompt = self.prompt(pooled)[:, None, None, :]  # [B, 1, 1, R]

@@ -43,7 +43,7 @@ from harness.weights import read_meta as read_json_meta
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.embeddings import sinusoidal
+from harness.worlds.sprites.embeddings import grid_sincos
 from harness.worlds.sprites.prompts import encode_batch
 from harness.worlds.sprites.world_config import SpritesConfig
 
@@ -143,13 +143,7 @@ def init_spatial_positions(model: SpritesDiT, max_period: float = 64.0) -> None:
     scatters object-coloured patches instead of one coherent shape (measured: 25% object class after
     600 steps). A table of the same norm as the frame sinusoid gives every token its place from step 0.
     """
-    cfg = model.config
-    rows, cols = cfg.token_grid
-    half = cfg.dim // 2
-    yy, xx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-    table = torch.cat([sinusoidal(yy.reshape(-1), half, max_period), sinusoidal(xx.reshape(-1), cfg.dim - half,
-                                                                                 max_period)], dim=-1)
-    model.spatial_position.copy_(table)
+    model.spatial_position.copy_(grid_sincos(model.config, max_period))
 
 
 # -- the training loop ----------------------------------------------------------------------------
