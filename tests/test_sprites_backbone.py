@@ -10,6 +10,7 @@ import torch
 from harness.errors import ConfigError
 from harness.worlds.sprites.backbone import SpritesDiT, build_sprites_dit, count_parameters
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
+from harness.worlds.sprites.embeddings import phrase_mask
 from harness.worlds.sprites.kv_cache import KVCache
 
 B, FPC, CHUNKS = 2, 2, 4
@@ -36,9 +37,10 @@ def _inputs(seed: int = 1, frames: int = FRAMES):
 
 
 @pytest.fixture(scope="module", params=[{}, {"rotary_positions": True}, {"pixel_channels": 8}, {"token_conv": True},
-                                        {"relative_bias": True}, {"prompt_positions": 8}],
+                                        {"relative_bias": True}, {"prompt_positions": 8},
+                                        {"phrase_separator_id": 3}],
                 ids=["learned-positions", "rotary-positions", "pixel-layers", "token-conv", "relative-bias",
-                     "prompt-positions"])
+                     "prompt-positions", "prompt-phrases"])
 def model(request) -> SpritesDiT:
     return _perturbed(**request.param)
 
@@ -263,6 +265,8 @@ def test_presets_and_parameter_count():
         ({"dim": 30, "heads": 4}, "dim=30 is not divisible by heads=4"),
         ({"depth": 0}, "depth must be >= 1"),
         ({"pad_id": 64}, "pad_id=64"),
+        ({"phrase_separator_id": 0}, "phrase_separator_id=0 must be a token id"),
+        ({"phrase_separator_id": 64}, "phrase_separator_id=64 must be a token id"),
     ],
 )
 def test_bad_config_names_the_field(overrides, message):
@@ -342,3 +346,36 @@ def test_prompt_position_term_starts_at_zero_and_then_depends_on_prompt_frame_an
     diff = value[0] - value[1]
     assert diff.norm(dim=-1).min() > 0
     assert (diff - diff.mean(dim=(0, 1), keepdim=True)).norm() > 0.1 * diff.norm()
+
+
+def test_phrase_mask_keeps_each_word_to_its_own_phrase_and_the_null_token():
+    ids = torch.tensor([[1, 5, 3, 6, 7, 0]])  # <bos> w | and w w | pad, separator id 3
+    mask = torch.cat([torch.ones(1, 1, dtype=torch.bool), ids != 0], dim=1)
+    keys = phrase_mask(ids, mask, separator=3)
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0, 0, 0],  # null: itself only
+        [1, 1, 1, 0, 0, 0, 0],  # first phrase: null, <bos>, w
+        [1, 1, 1, 0, 0, 0, 0],
+        [1, 0, 0, 1, 1, 1, 0],  # "and" opens the second phrase
+        [1, 0, 0, 1, 1, 1, 0],
+        [1, 0, 0, 1, 1, 1, 0],
+        [1, 0, 0, 1, 1, 1, 0],  # padding never is a key
+    ], dtype=torch.bool)
+    assert torch.equal(keys[0], expected)
+
+
+@pytest.mark.parametrize("separator, first_object_shared", [(3, True), (None, False)])
+def test_a_phrase_separator_keeps_the_second_object_out_of_the_first_objects_words(separator, first_object_shared):
+    from harness.worlds.sprites.prompts import VOCAB, encode_batch
+
+    assert VOCAB.index("and") == 3
+    model = _perturbed(phrase_separator_id=separator)
+    ids = torch.from_numpy(encode_batch(["a red circle moving left and a blue square moving up",
+                                         "a red circle moving left and a green cross moving down",
+                                         "a red circle moving left"])[0])
+    with torch.no_grad():
+        context, _, _ = model.prompt(ids)
+    first = slice(0, 7)  # null, <bos> and the first object's five words
+    assert torch.equal(context[0, first], context[1, first]) == first_object_shared
+    assert torch.equal(context[0, first], context[2, first]) == first_object_shared
+    assert (context[0, 7:] - context[1, 7:]).abs().max() > 1e-2  # the second objects differ

@@ -101,10 +101,16 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
-        """x: [B, N, D]; context: [B, L, D]; context_mask: [B, L] bool (True = real token)."""
+        """x: [B, N, D]; context: [B, L, D]; context_mask: [B, L] bool (True = real token), or [B, N, L] to
+        give each query its own keys."""
         batch, tokens, dim = x.shape
         head_dim = dim // self.heads
         q = self.q(x).view(batch, tokens, self.heads, head_dim).transpose(1, 2)
         kv = self.kv(context).view(batch, context.shape[1], 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=context_mask[:, None, None, :])
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=_head_mask(context_mask))
         return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+def _head_mask(context_mask: torch.Tensor) -> torch.Tensor:
+    """A key mask [B, L] or a per-query mask [B, N, L] as the [B, heads, N, L] broadcast SDPA takes."""
+    return context_mask[:, None, None, :] if context_mask.dim() == 2 else context_mask[:, None]

@@ -30,6 +30,10 @@ class SpritesDiTConfig:
     max_prompt_len: int = 12
     pad_id: int = 0
     prompt_layers: int = 1
+    # the token id that separates a prompt's object phrases ("and" in the sprites vocabulary): the prompt
+    # encoder's attention then stays inside each phrase, so a word's context vector carries its own object's
+    # words only and a video token can tell which object a direction word belongs to; None: one phrase
+    phrase_separator_id: int | None = None
     cross_attention: bool = True
     # 3D rotary (frame, row, column) queries/keys in self-attention; on in the default world, where it is
     # what lets the teacher read the axis of a motion from the direction word (world.py has the figures)
@@ -81,6 +85,12 @@ class SpritesDiTConfig:
         if not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(
                 f"SpritesDiTConfig.pad_id={self.pad_id} is outside vocab_size={self.vocab_size}"
+            )
+        separator = self.phrase_separator_id
+        if separator is not None and not (0 <= separator < self.vocab_size and separator != self.pad_id):
+            raise ConfigError(
+                f"SpritesDiTConfig.phrase_separator_id={separator} must be a token id in [0, {self.vocab_size}) "
+                f"other than pad_id={self.pad_id}"
             )
         if self.prompt_positions < 0:
             raise ConfigError(f"SpritesDiTConfig.prompt_positions must be >= 0, got {self.prompt_positions}")

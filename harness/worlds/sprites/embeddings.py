@@ -122,6 +122,17 @@ class PromptLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def phrase_mask(ids: torch.Tensor, mask: torch.Tensor, separator: int) -> torch.Tensor:
+    """Which keys each prompt position may attend to, bool [B, L+1, L+1]: real tokens of its own phrase
+    (phrases split at ``separator``, which opens the next one) and the null token at position 0, which every
+    query keeps so that no row is empty."""
+    phrase = torch.cumsum(ids == separator, dim=1) + 1
+    phrase = torch.cat([torch.zeros_like(phrase[:, :1]), phrase], dim=1)  # the null token: phrase 0
+    same = phrase[:, :, None] == phrase[:, None, :]
+    same[:, :, 0] = True
+    return same & mask[:, None, :]
+
+
 class PromptEncoder(nn.Module):
     """Prompt token ids [B, L] (or embeddings [B, L, D]) → context tokens, their mask and a pooled vector.
 
@@ -165,8 +176,11 @@ class PromptEncoder(nn.Module):
         batch, length = x.shape[:2]
         x = torch.cat([self.null.expand(batch, 1, -1), x], dim=1) + self.position[: length + 1]
         mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
+        keys = mask
+        if self.config.phrase_separator_id is not None and not cond.is_floating_point():
+            keys = phrase_mask(cond, mask, self.config.phrase_separator_id)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, keys)
         x = self.norm(x)
         weights = mask.to(x.dtype)[..., None]
         pooled = (x * weights).sum(1) / weights.sum(1)
