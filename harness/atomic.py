@@ -10,8 +10,13 @@ from typing import Any
 
 import yaml
 
-_UMASK = os.umask(0)
+_UMASK = os.umask(0)  # read once at import: os.umask can only be read by setting it, racing other threads
 os.umask(_UMASK)
+
+
+def default_file_mode() -> int:
+    """The mode ``open`` would give a new file under this process's umask (0644 under 022)."""
+    return 0o666 & ~_UMASK
 
 
 def _fsync_dir(path: Path) -> None:
@@ -40,7 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should read like any other file
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600 files; results should read like any other file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import default_file_mode
 from .errors import CheckpointError
 
 
@@ -18,6 +20,8 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
     path = Path(path)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
+    # safetensors creates the file 0600; weights in a shared cache or a repository should read like any file
+    os.chmod(path, default_file_mode())
     return path
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import stat
+
 import pytest
 import torch
 from torch import nn
 
 from harness.errors import CheckpointError
 from harness.weights import load_weights, save_weights
+
+
+def test_saved_weights_get_the_mode_of_any_other_new_file(tmp_path):
+    path = save_weights(nn.Linear(3, 2), tmp_path / "m.safetensors")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 def test_round_trip_and_every_mismatch_is_named(tmp_path):
