@@ -51,7 +51,7 @@ class CheckpointStore:
             blob = torch.load(path, map_location=map_location, weights_only=True, mmap=zipfile.is_zipfile(path))
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint not found: {path.name}") from None
-        except Exception as exc:  # torch raises several types for truncated or foreign files
+        except Exception as exc:  # noqa: BLE001 - torch raises several types for truncated or foreign files
             raise CheckpointError(f"checkpoint {path.name} is corrupt or not a harness checkpoint: {exc}") from None
         if not isinstance(blob, dict) or "state" not in blob:
             raise CheckpointError(f"checkpoint {path.name} is not a harness checkpoint (no 'state' entry)")

@@ -55,8 +55,8 @@ class Study:
         pipeline: Pipeline,
         seeds: list[int] = [0],  # noqa: B006 - jsonargparse reads the default from the signature
         grid: Grid = [],  # noqa: B006
-        tracker: Tracker = lazy_instance(NullTracker),
-        executor: Executor = lazy_instance(InProcessExecutor),
+        tracker: Tracker = lazy_instance(NullTracker),  # noqa: B008 - jsonargparse's idiom for class defaults
+        executor: Executor = lazy_instance(InProcessExecutor),  # noqa: B008
         allow_modules: list[str] = [],  # noqa: B006
         presets: dict[str, dict[str, Any]] = {},  # noqa: B006
         description: str = "",

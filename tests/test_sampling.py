@@ -12,7 +12,6 @@ from harness.sampling import NoiseSource, causal_rollout, dense_schedule, sample
 from harness.schedules import StepSchedule
 from tests.fake_world import FakeWorld
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

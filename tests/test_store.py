@@ -70,7 +70,7 @@ def test_status_transitions_and_metrics_truncation(tmp_path):
     lock.acquire()
     try:
         code = f"from harness.store import RunDir; import sys; sys.exit(0 if RunDir(__import__('pathlib').Path({str(run.path)!r})).is_stale() else 3)"
-        assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env()).returncode == 3
+        assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), check=False).returncode == 3
     finally:
         lock.release()
     run.write_status(FAILED, reason="boom")

@@ -21,7 +21,6 @@ from harness.video import SampleMeta, read_sidecar, read_video
 from .conftest import ROOT
 from .fake_world import FakeWorld
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

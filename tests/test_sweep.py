@@ -115,7 +115,7 @@ def test_two_worker_processes_on_one_journal_neither_duplicate_nor_lose_trials(t
     assert sweep(study, runs_dir=runs, n_trials=1, report=False) == 0  # creates the study, enqueues the baseline
     procs = [worker_proc(study, runs, 4) for _ in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=240)
+        _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err[-2000:]
     trials = journal(runs).trials
     assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)

@@ -62,7 +62,7 @@ def postgres_url():
         yield f"postgresql://harness@127.0.0.1:{port}/optuna"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True,
-                       timeout=120)
+                       timeout=120, check=False)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -38,7 +38,7 @@ def test_offline_wandb_run_is_read_back_with_wandbs_reader(tmp_path):
     wandb_runs = list((runs / "tracked" / "wandb").glob(f"offline-run-*-{run_dir.name}"))
     assert len(wandb_runs) == 1
     reader = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json",
-                             str(wandb_runs[0])], capture_output=True, text=True, timeout=120, env=cli_env())
+                             str(wandb_runs[0])], capture_output=True, text=True, timeout=120, env=cli_env(), check=False)
     assert reader.returncode == 0, reader.stderr
     record = json.loads(reader.stdout)
     assert record["run_id"] == run_dir.name and record["project"] == "t" and record["state"] == "finished"
@@ -60,7 +60,7 @@ def test_wandb_group_and_job_type_come_from_study_and_method(tmp_path):
             "--plain", "--no-report")
     wandb_run = next((runs / "tracked" / "wandb").glob("offline-run-*"))
     records = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--json", str(wandb_run)],
-                             capture_output=True, text=True, timeout=120, env=cli_env()).stdout
+                             capture_output=True, text=True, timeout=120, env=cli_env(), check=True).stdout
     run_record = next(json.loads(line) for line in records.splitlines() if '"type":"run"' in line.replace(" ", ""))
     text = json.dumps(run_record)
     assert '"tracked"' in text and '"countingpipeline"' in text

@@ -15,9 +15,12 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..locks import FileLock
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class WorkerLease:
         self.worker_id = worker_id
         self.lock = FileLock(sweep_dir(runs_dir, study) / "workers" / f"{worker_id}.lock")
 
-    def __enter__(self) -> WorkerLease:
+    def __enter__(self) -> Self:
         self.lock.acquire()
         return self
 
