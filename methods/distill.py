@@ -46,8 +46,9 @@ class ScoreRecipe:
     ) -> None:
         self.world, self.batch_size, self.device = world, batch_size, device
         self.teacher = teacher.to(device).eval().requires_grad_(False)
-        self.generator: nn.Module = copy.deepcopy(init).to(device).train().requires_grad_(True)
-        self.fake_score = world.critic_init(teacher).to(device).train().requires_grad_(True)
+        self.generator: nn.Module = world.freeze_text_encoder(
+            copy.deepcopy(init).to(device).train().requires_grad_(True))
+        self.fake_score = world.freeze_text_encoder(world.critic_init(teacher).to(device).train().requires_grad_(True))
         self.critic: nn.Module = self.fake_score
         self.scores = DistributionMatching(self.teacher, self.fake_score, world.guidance, timesteps)
         self.train_prompts = list(world.prompts("train"))

@@ -132,9 +132,13 @@ class EMA:
         return twin
 
 
-def _set_trainable(module: nn.Module, flag: bool) -> None:
-    for param in module.parameters():
-        param.requires_grad_(flag)
+def _hold(module: nn.Module) -> list[nn.Parameter]:
+    """Stop gradients into ``module`` for one update; returns the parameters to release afterwards (the
+    trainable ones: a part its world keeps frozen, e.g. a prompt encoder, stays frozen)."""
+    held = [param for param in module.parameters() if param.requires_grad]
+    for param in held:
+        param.requires_grad_(False)
+    return held
 
 
 class Trainer:
@@ -200,7 +204,7 @@ class Trainer:
 
         Loss terms are averaged over ranks before they are checked, so every rank raises together.
         """
-        _set_trainable(frozen, False)
+        held = _hold(frozen)
         try:
             optimiser.zero_grad(set_to_none=True)
             out = compute(step, noise)
@@ -214,7 +218,8 @@ class Trainer:
             row[f"{role}/grad_norm"] = _finite(norm, f"{role} gradient norm", step)
             optimiser.step()
         finally:
-            _set_trainable(frozen, True)
+            for param in held:
+                param.requires_grad_(True)
         metrics = self.ranks.mean({k: float(v) for k, v in out.metrics.items()})
         row.update({f"{role}/{k}": v for k, v in metrics.items()})
         return row

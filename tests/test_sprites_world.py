@@ -80,6 +80,30 @@ def test_changed_recipe_is_a_new_artifact(built, tmp_path):
     assert len(artifact_dirs(root / "sprites-teacher")) == 2
 
 
+def test_students_keep_the_teachers_prompt_encoder_and_train_the_rest(built, tmp_path):
+    from methods.base import TrainContext
+    from methods.dmd import DMD
+    from methods.trainer import TrainSettings
+
+    world, _, models, _ = built
+    teacher, init = models["teacher"], models["init"]
+
+    def same(a, b) -> list[bool]:
+        return [torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters())]
+
+    assert all(same(init.prompt, teacher.prompt)) and not all(same(init, teacher))
+    assert all(same(models["df"].prompt, teacher.prompt))
+    settings = TrainSettings(steps=2, batch_size=2, critic_updates_per_generator=1, ema_start_step=0,
+                             checkpoint_every=2)
+    recipe = DMD(train=settings).build_recipe(world, teacher, init, torch.device("cpu"))
+    assert not any(p.requires_grad for p in recipe.generator.prompt.parameters())
+    assert all(p.requires_grad for p in recipe.generator.blocks.parameters())
+    generator = DMD(train=settings).distill(
+        world, teacher, init, TrainContext(workdir=tmp_path, seed=0, log=lambda metrics, step: None))
+    assert all(same(generator.prompt, init.prompt))
+    assert not all(same(generator.blocks, init.blocks))
+
+
 def test_models_run_and_causal_init_differs_from_teacher(built):
     world, _, models, _ = built
     shape = world.video_shape

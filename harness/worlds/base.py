@@ -114,6 +114,12 @@ class World(ABC):
     def causal_init(self, stages: StageProvider) -> nn.Module:
         """The causal student's initialisation (a cached artifact)."""
 
+    def freeze_text_encoder(self, model: nn.Module) -> nn.Module:
+        """Mark the parameters of ``model`` that distillation leaves as they are (``requires_grad`` False) and
+        return it. The papers train the DiT and keep the text encoder (umT5) fixed; a world whose backbone
+        holds its own prompt encoder says so here. Default: every parameter trains."""
+        return model
+
     def critic_init(self, teacher: nn.Module) -> nn.Module:
         """The fake score's initialisation: a copy of the teacher (DMD). A world whose teacher is larger
         than the student overrides it (Self Forcing: 14B teacher, 1.3B fake score)."""

@@ -48,6 +48,8 @@ class CausalInitRecipe:
     ema_decay: float = 0.99
     grad_clip: float = 1.0
     precision: str = "fp32"
+    # regress the DiT and keep the teacher's prompt encoder as it is (the teacher's recipe says why)
+    freeze_prompt_encoder: bool = True
     seed: int = 0
 
     def validate(self) -> None:
@@ -125,7 +127,9 @@ def train_causal_init(teacher: SpritesDiT, world: SpritesConfig, recipe: CausalI
     ema = SpritesDiT(teacher.config)
     ema.load_state_dict(teacher.state_dict())
     ema.requires_grad_(False)
-    opt = torch.optim.AdamW(student.parameters(), lr=recipe.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    student.prompt.requires_grad_(not recipe.freeze_prompt_encoder)
+    trained = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=0.0)
     schedule = _as_flow_schedule(recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))
     gen = torch.Generator().manual_seed(recipe.seed + 1)
@@ -142,7 +146,7 @@ def train_causal_init(teacher: SpritesDiT, world: SpritesConfig, recipe: CausalI
             raise TrainingDiverged(f"causal init regression loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(student.parameters(), recipe.grad_clip)
+        nn.utils.clip_grad_norm_(trained, recipe.grad_clip)
         opt.step()
         sched.step()
         ema_update(ema, student, recipe.ema_decay, step)

@@ -241,6 +241,13 @@ class SpritesWorld(World):
     def make_backbone(self) -> nn.Module:
         return SpritesDiT(self.preset.dit)
 
+    def freeze_text_encoder(self, model: nn.Module) -> nn.Module:
+        """Students keep the teacher's prompt encoder as it is when the teacher kept it frozen: trained by a
+        distillation loss it could merge "left" with "right" again (see FlowRecipe.freeze_prompt_encoder)."""
+        if self.preset.teacher.freeze_prompt_encoder:
+            model.prompt.requires_grad_(False)
+        return model
+
     def sample_teacher(self, teacher: nn.Module, prompts: Sequence[str], seed: int,
                        steps: int | None = None) -> torch.Tensor:
         """The teacher's Euler samples [n, F, C, H, W] with the world's CFG (the teacher row of a table)."""
