@@ -90,6 +90,22 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   0.066. Its samples (2 per eval prompt, CFG 3, shift 5): 65% object class, 89% colour, **80% direction**
   (was 42%), multiple objects 15%, subject consistency 0.98. direction_probe at σ 0.9: true 0.0513,
   opposite 0.0602, perpendicular 0.0614 (first frame clean: 0.0514 / 0.0650 / 0.0718).
+* Where that teacher still fails is the two-object prompts (14 of the 48 eval prompts). Split (2 samples
+  per prompt): one object 72% object class, 100% colour, 93% direction; two objects 50%, 62%, 50%. Two
+  objects get each other's colour, shape or direction: the prompt is not bound to the object. Single-object
+  class by shape: square 99%, triangle 84%, diamond 82%, circle 62%, cross 38%. The sampler does not move
+  it (object class / colour / direction at CFG:shift 3:5 65/89/80, 1.5:5 57/87/71, 2:5 61/87/78, 4.5:5
+  63/89/81, 3:2 65/87/80, 3:8 64/89/80). Tried at 2000 steps, not kept (object class / colour / direction
+  on the eval prompts, one-object / two-object in brackets, 2 samples per prompt):
+  - the prompt encoder's attention kept inside each object's phrase (``SpritesDiTConfig.phrase_separator_id``,
+    binding by construction, the way a trained text encoder binds; kept as an option): 48/89/72 (two
+    objects 44/67/43), against 45/87/78 (1 sample per prompt) without it;
+  - a cross whose arms are centred (a 1-pixel plus at 5 pixels; the default template's arms sit a pixel
+    off-centre): 55/85/82 (two objects 44/55/50), but single-object cross class 4% (the shipped teacher draws
+    the lopsided cross right 38% of the time) — the model draws a blob, and a blob reads as a diamond;
+  - on that world, phrase-local attention plus the prompt-position term computed per phrase through a
+    small MLP and summed (so it carries "red and moving left" as one product): 47/85/72 (two objects
+    42/53/36), against the 55/85/82 above.
 """
 
 from __future__ import annotations
