@@ -132,13 +132,20 @@ class EMA:
         return twin
 
 
-def _hold(module: nn.Module) -> list[nn.Parameter]:
-    """Stop gradients into ``module`` for one update; returns the parameters to release afterwards (the
-    trainable ones: a part its world keeps frozen, e.g. a prompt encoder, stays frozen)."""
-    held = [param for param in module.parameters() if param.requires_grad]
-    for param in held:
-        param.requires_grad_(False)
+def _hold(module: nn.Module) -> set[str]:
+    """Stop gradients into ``module`` for one update; returns the names of the parameters to release
+    afterwards (the trainable ones: a part its world keeps frozen, e.g. a prompt encoder, stays frozen)."""
+    held = {name for name, param in module.named_parameters() if param.requires_grad}
+    _set_trainable(module, held, False)
     return held
+
+
+def _set_trainable(module: nn.Module, names: set[str], flag: bool) -> None:
+    # by name, not by tensor: between hold and release FSDP may register other tensors (its unsharded
+    # views) under the same names, and those are what the next forward uses
+    for name, param in module.named_parameters():
+        if name in names:
+            param.requires_grad_(flag)
 
 
 class Trainer:
@@ -218,8 +225,7 @@ class Trainer:
             row[f"{role}/grad_norm"] = _finite(norm, f"{role} gradient norm", step)
             optimiser.step()
         finally:
-            for param in held:
-                param.requires_grad_(True)
+            _set_trainable(frozen, held, True)
         metrics = self.ranks.mean({k: float(v) for k, v in out.metrics.items()})
         row.update({f"{role}/{k}": v for k, v in metrics.items()})
         return row

@@ -94,6 +94,10 @@ def test_run_writes_the_store_and_a_rerun_recomputes_nothing(tmp_path):
     assert any(line.split()[2:5] == ["a", "0", "complete"] and line.endswith("total=14") for line in lines[2:])
 
 
+def _newest_checkpoint(run_dir: Path) -> int:
+    return max((int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.pt")), default=0)
+
+
 def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
     study, runs = make_study(tmp_path, steps=6, sleep=0.25), tmp_path / "runs"
     proc = harness_proc("run", str(study), "--runs-dir", str(runs), "--plain", "--no-report")
@@ -101,7 +105,8 @@ def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
     while time.time() < deadline:  # wait until one run is complete and the next is mid-way
         dirs = run_dirs(runs) if (runs / "eng").exists() else []
         states = [json.loads((d / "status.json").read_text()).get("state") for d in dirs if (d / "status.json").exists()]
-        busy = [d for d in dirs if len(steps_executed(d)) >= 3 and d.joinpath("status.json").exists()
+        # a step's marker is written before its checkpoint: wait for the checkpoint the resume will use
+        busy = [d for d in dirs if _newest_checkpoint(d) >= 3 and d.joinpath("status.json").exists()
                 and json.loads((d / "status.json").read_text())["state"] == "running"]
         if states.count("complete") >= 1 and busy:
             break
@@ -112,7 +117,7 @@ def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
     complete = [d for d in before if json.loads((d / "status.json").read_text())["state"] == "complete"]
     killed = [d for d in before if json.loads((d / "status.json").read_text())["state"] == "running"]
     assert complete and len(killed) == 1
-    killed_ckpt = max(int(p.stem.split("-")[1]) for p in (killed[0] / "checkpoints").glob("step-*.pt"))
+    killed_ckpt = _newest_checkpoint(killed[0])
 
     listing = harness("ls", str(runs))
     assert "stale" in listing.stdout  # marked running, but its process is gone
