@@ -28,7 +28,14 @@ from harness.worlds.base import Guidance
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.prompts import PromptSuite, encode_batch
-from harness.worlds.sprites.teacher import Progress, ema_update, lr_factor, null_tokens, save_model
+from harness.worlds.sprites.teacher import (
+    Progress,
+    ema_update,
+    lr_factor,
+    null_tokens,
+    save_model,
+    trained_parameters,
+)
 from harness.worlds.sprites.world_config import SpritesConfig
 
 
@@ -127,8 +134,7 @@ def train_causal_init(teacher: SpritesDiT, world: SpritesConfig, recipe: CausalI
     ema = SpritesDiT(teacher.config)
     ema.load_state_dict(teacher.state_dict())
     ema.requires_grad_(False)
-    student.prompt.requires_grad_(not recipe.freeze_prompt_encoder)
-    trained = [p for p in student.parameters() if p.requires_grad]
+    trained = trained_parameters(student, recipe.freeze_prompt_encoder)
     opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=0.0)
     schedule = _as_flow_schedule(recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))

@@ -153,6 +153,12 @@ def null_tokens(batch: int) -> torch.Tensor:
     return torch.from_numpy(encode_batch([""] * batch)[0])
 
 
+def trained_parameters(model: SpritesDiT, freeze_prompt_encoder: bool) -> list[nn.Parameter]:
+    """Mark the prompt encoder frozen (or trainable) and return the parameters an optimiser should see."""
+    model.prompt.requires_grad_(not freeze_prompt_encoder)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def flow_loss(model: SpritesDiT, x0: torch.Tensor, ids: torch.Tensor, null: torch.Tensor, recipe: FlowRecipe,
               gen: torch.Generator, *, causal: bool, frames_per_chunk: int | None) -> torch.Tensor:
     """The flow-matching loss of one batch, with CFG dropout to ``null`` and the recipe's σ sampler."""
@@ -174,8 +180,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
     rng = np.random.default_rng(recipe.seed)
     data = SpritesData(world)
     ema = copy.deepcopy(model).requires_grad_(False)
-    model.prompt.requires_grad_(not recipe.freeze_prompt_encoder)
-    trained = [p for p in model.parameters() if p.requires_grad]
+    trained = trained_parameters(model, recipe.freeze_prompt_encoder)
     opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, recipe))
     fpc = model.config.frames_per_chunk if per_chunk_noise else None
