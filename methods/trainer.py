@@ -27,6 +27,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from harness import distributed
 from harness.checkpoints import CheckpointStore
 from harness.errors import CheckpointError, ConfigError, TrainingDiverged
 from harness.fsdp import gather_state, load_optimizer_state, scatter_state
@@ -246,12 +247,18 @@ class Trainer:
         if self.ranks.writer:
             rng = {"noise_rng": noise.get_state(), "torch_rng": torch.get_rng_state()}
             self.store.save(step, {**full, **rng})
+        # the file is on disk before any rank goes on: a rank that finishes first and starts another run
+        # in this folder must not resume from an older step than the writer does
+        distributed.barrier()
 
     def _resume(self, recipe: TrainingRecipe, noise: NoiseSource) -> int:
-        latest = self.store.latest()
-        if latest is None:
+        """Every rank resumes from the step the writer found; ranks that chose on their own could
+        pick different steps (a file being written or pruned) and then wait forever in a collective."""
+        steps = self.store.steps()
+        step = distributed.broadcast_object(steps[-1] if steps else 0)
+        if step == 0:
             return 0
-        step, state = latest
+        state = self.store.load(step)
         try:
             recipe.generator.load_state_dict(scatter_state(recipe.generator, state["generator"]))
             recipe.critic.load_state_dict(scatter_state(recipe.critic, state["critic"]))
