@@ -10,7 +10,7 @@ import torch
 from harness.errors import ConfigError
 from harness.worlds.sprites.backbone import SpritesDiT, build_sprites_dit, count_parameters
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.embeddings import phrase_mask
+from harness.worlds.sprites.embeddings import phrase_mask, phrase_means
 from harness.worlds.sprites.kv_cache import KVCache
 
 B, FPC, CHUNKS = 2, 2, 4
@@ -38,9 +38,10 @@ def _inputs(seed: int = 1, frames: int = FRAMES):
 
 @pytest.fixture(scope="module", params=[{}, {"rotary_positions": True}, {"pixel_channels": 8}, {"token_conv": True},
                                         {"relative_bias": True}, {"prompt_positions": 8},
-                                        {"phrase_separator_id": 3}],
+                                        {"phrase_separator_id": 3},
+                                        {"phrase_separator_id": 3, "phrase_pooling": True}],
                 ids=["learned-positions", "rotary-positions", "pixel-layers", "token-conv", "relative-bias",
-                     "prompt-positions", "prompt-phrases"])
+                     "prompt-positions", "prompt-phrases", "prompt-phrase-means"])
 def model(request) -> SpritesDiT:
     return _perturbed(**request.param)
 
@@ -267,6 +268,7 @@ def test_presets_and_parameter_count():
         ({"pad_id": 64}, "pad_id=64"),
         ({"phrase_separator_id": 0}, "phrase_separator_id=0 must be a token id"),
         ({"phrase_separator_id": 64}, "phrase_separator_id=64 must be a token id"),
+        ({"phrase_pooling": True}, "phrase_pooling needs phrase_separator_id"),
     ],
 )
 def test_bad_config_names_the_field(overrides, message):
@@ -379,3 +381,33 @@ def test_a_phrase_separator_keeps_the_second_object_out_of_the_first_objects_wor
     assert torch.equal(context[0, first], context[1, first]) == first_object_shared
     assert torch.equal(context[0, first], context[2, first]) == first_object_shared
     assert (context[0, 7:] - context[1, 7:]).abs().max() > 1e-2  # the second objects differ
+
+
+def test_phrase_means_average_each_phrases_real_words_and_leave_the_null_token_alone():
+    ids = torch.tensor([[1, 5, 3, 6, 7, 0]])  # <bos> w | and w w | pad, separator id 3
+    mask = torch.cat([torch.ones(1, 1, dtype=torch.bool), ids != 0], dim=1)
+    x = torch.arange(7, dtype=torch.float32).reshape(1, 7, 1) * torch.tensor([1.0, 10.0])
+    out = phrase_means(x, phrase_mask(ids, mask, separator=3))
+    expected = torch.tensor([0.0, 1.5, 1.5, 4.0, 4.0, 4.0, 4.0])  # null | mean(1, 2) | mean(3, 4, 5), pad too
+    torch.testing.assert_close(out[0, :, 0], expected)
+    torch.testing.assert_close(out[0, :, 1], 10 * expected)
+
+
+@pytest.mark.parametrize("pooling", [True, False])
+def test_phrase_pooling_binds_a_direction_word_to_its_own_object(pooling):
+    """Swapping the direction words of two objects leaves the bag of words as it was; only an encoder that
+    binds words to their phrase tells the two prompts apart by far more than word order does."""
+    from harness.worlds.sprites.prompts import encode_batch
+
+    model = _perturbed(phrase_separator_id=3, phrase_pooling=pooling)
+    ids = torch.from_numpy(encode_batch(["a red circle moving left and a blue square moving up",
+                                         "a red circle moving up and a blue square moving left"])[0])
+    with torch.no_grad():
+        context, _, _ = model.prompt(ids)
+    first = slice(1, 7)  # <bos> and the first object's five words
+    if pooling:  # one vector per phrase, which differs when its direction word does
+        assert torch.equal(context[:, first], context[:, 1:2].expand(-1, 6, -1))
+    red = 3  # null, <bos>, "a", "red": the key a red object's tokens find; its vector has norm about 5.7
+    change = float((context[0, red] - context[1, red]).norm())
+    assert (change > 1.0) == pooling, change  # pooled 2.2; phrase-local attention alone 0.4
+

@@ -32,9 +32,13 @@ class SpritesDiTConfig:
     prompt_layers: int = 1
     # the token id that separates a prompt's object phrases ("and" in the sprites vocabulary): the prompt
     # encoder's attention then stays inside each phrase, so a word's context vector carries its own object's
-    # words only and a video token can tell which object a direction word belongs to; None: one phrase.
-    # Off in the default world: no gain on two-object prompts at 2000 teacher steps (world.py has the figures)
+    # words only; None: one phrase. Alone it binds too weakly to matter (world.py has the figures)
     phrase_separator_id: int | None = None
+    # with a separator: every word's context vector becomes the mean of its phrase's, so one key carries an
+    # object's colour, shape and direction together and a red object's tokens find "moving left" in one
+    # attention hop. On in the default world: without it the frozen encoder hands the DiT a bag of words and
+    # the teacher cannot tell which object a word belongs to (world.py has the figures)
+    phrase_pooling: bool = False
     cross_attention: bool = True
     # 3D rotary (frame, row, column) queries/keys in self-attention; on in the default world, where it is
     # what lets the teacher read the axis of a motion from the direction word (world.py has the figures)
@@ -93,6 +97,8 @@ class SpritesDiTConfig:
                 f"SpritesDiTConfig.phrase_separator_id={separator} must be a token id in [0, {self.vocab_size}) "
                 f"other than pad_id={self.pad_id}"
             )
+        if self.phrase_pooling and separator is None:
+            raise ConfigError("SpritesDiTConfig.phrase_pooling needs phrase_separator_id (the word between phrases)")
         if self.prompt_positions < 0:
             raise ConfigError(f"SpritesDiTConfig.prompt_positions must be >= 0, got {self.prompt_positions}")
         if self.pixel_channels < 0:

@@ -133,6 +133,17 @@ def phrase_mask(ids: torch.Tensor, mask: torch.Tensor, separator: int) -> torch.
     return same & mask[:, None, :]
 
 
+def phrase_means(x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Each real token's vector replaced by the mean over the real tokens of its phrase (``keys`` from
+    :func:`phrase_mask`, whose null-token column is dropped here); the null token, and padding of a prompt
+    without words, keep their own."""
+    members = keys.clone()
+    members[:, 1:, 0] = False
+    weights = members.to(x.dtype)
+    sizes = weights.sum(-1, keepdim=True)
+    return torch.where(sizes > 0, (weights @ x) / sizes.clamp(min=1), x)
+
+
 class PromptEncoder(nn.Module):
     """Prompt token ids [B, L] (or embeddings [B, L, D]) → context tokens, their mask and a pooled vector.
 
@@ -177,11 +188,15 @@ class PromptEncoder(nn.Module):
         x = torch.cat([self.null.expand(batch, 1, -1), x], dim=1) + self.position[: length + 1]
         mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
         keys = mask
-        if self.config.phrase_separator_id is not None and not cond.is_floating_point():
+        phrased = self.config.phrase_separator_id is not None and not cond.is_floating_point()
+        if phrased:
             keys = phrase_mask(cond, mask, self.config.phrase_separator_id)
         for layer in self.layers:
             x = layer(x, keys)
+        if phrased and self.config.phrase_pooling:
+            x = phrase_means(x, keys)
         x = self.norm(x)
         weights = mask.to(x.dtype)[..., None]
         pooled = (x * weights).sum(1) / weights.sum(1)
         return x, mask, self.pool(pooled)
+

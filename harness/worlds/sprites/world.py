@@ -131,7 +131,7 @@ from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.diffusion_forcing import DEFAULT_DF_RECIPE, build_diffusion_forcing
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
 from harness.worlds.sprites.evaluator import SpritesBench
-from harness.worlds.sprites.prompts import encode_batch
+from harness.worlds.sprites.prompts import VOCAB, encode_batch
 from harness.worlds.sprites.render import from_model, to_model
 from harness.worlds.sprites.shipped import copy_shipped, find_shipped_teacher
 from harness.worlds.sprites.teacher import FlowRecipe, load_model, null_tokens, train_teacher
@@ -169,7 +169,8 @@ PRESETS: dict[str, WorldPreset] = {
     "default": WorldPreset(
         world=_WORLD,
         dit=SpritesDiTConfig(height=16, width=16, patch_size=4, dim=96, depth=4, heads=4, token_conv=True,
-                             relative_bias=True, rotary_positions=True, prompt_positions=16),
+                             relative_bias=True, rotary_positions=True, prompt_positions=16,
+                             phrase_separator_id=VOCAB.index("and"), phrase_pooling=True),
         # batch 16, not 32: the same compute, twice the steps, and steps are what this teacher is short of;
         # lr 6e-3, not 1e-3; 3400 steps keep the one-time training well under 20 minutes; the prompt
         # encoder stays frozen (the recipe's default); the module docstring has the measurements
