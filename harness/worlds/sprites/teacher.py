@@ -12,8 +12,8 @@ learns to merge opposite direction words.
 A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format tag, DiT config, world
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
-Retrain the default teacher (about 17 minutes on 2 idle cores; on a shared machine set
-OMP_WAIT_POLICY=PASSIVE, see world.py)::
+Retrain the default teacher (12 to 17 minutes on 2 cores, as they are idle or shared; on a shared
+machine set OMP_WAIT_POLICY=PASSIVE, see world.py)::
 
     OMP_WAIT_POLICY=PASSIVE python -m harness.worlds.sprites.teacher --size default --out DIR
 

@@ -97,8 +97,8 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   it (object class / colour / direction at CFG:shift 3:5 65/89/80, 1.5:5 57/87/71, 2:5 61/87/78, 4.5:5
   63/89/81, 3:2 65/87/80, 3:8 64/89/80). Tried at 2000 steps, not kept (object class / colour / direction
   on the eval prompts, one-object / two-object in brackets, 2 samples per prompt):
-  - the prompt encoder's attention kept inside each object's phrase (``SpritesDiTConfig.phrase_separator_id``,
-    binding by construction, the way a trained text encoder binds; kept as an option): 48/89/72 (two
+  - the prompt encoder's attention kept inside each object's phrase (``SpritesDiTConfig.phrase_separator_id``
+    alone, meant as binding by construction the way a trained text encoder binds): 48/89/72 (two
     objects 44/67/43), against 45/87/78 (1 sample per prompt) without it;
   - a cross whose arms are centred (a 1-pixel plus at 5 pixels; the default template's arms sit a pixel
     off-centre): 55/85/82 (two objects 44/55/50), but single-object cross class 4% (the shipped teacher draws
@@ -108,6 +108,33 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
     42/53/36), against the 55/85/82 above;
   - training on 60% two-object videos instead of the world's 30% (the eval prompts unchanged): 52/88/75
     (two objects 50/61/43) — more two-object data does not teach the binding either at this length.
+* Why none of these bound anything, measured (benchmarks/binding_probe.py: x0 error on real two-object
+  videos with the true prompt and with the objects' directions, shapes or colours swapped): that teacher
+  gave the same error to 4 digits for all of them at every σ (0.0697 at σ 0.8, against 0.0920 for two
+  unnamed directions), and so did the phrase-local one (0.0775 vs 0.0776). The frozen encoder hands the DiT
+  a bag of words: its position table starts at 0.02·randn (norm 0.19) against token embeddings of norm 9.8
+  and never grows. The context vector of "red" (norm 9.8) moves by 0.006 when the two objects' directions
+  are swapped, by 0.76 with phrase-local attention. So a red object's tokens find "red" by cross-attention,
+  but its value says nothing of "left".
+  Since: phrase pooling (``SpritesDiTConfig.phrase_pooling``, with the "and" separator): every word's
+  context vector is its phrase's mean, so the key a red object finds carries its shape and direction (the
+  same swap moves "red" by 5.0). binding_probe then separates the swaps (σ 0.8: true 0.0651, other order
+  0.0649, swapped direction 0.0697, shape 0.0727, colour 0.0760). At 2000 steps: 62/96/82, two objects
+  56/88/41 (2 samples per prompt). The default recipe with it (3400 steps, 689 s of training, 11:33 wall on
+  idle cores, final flow loss 0.064), 4 samples per eval prompt at CFG 3, shift 5: **80% object class, 99%
+  colour, 86% direction** (was 65 / 89 / 80); CFG 2 / 4.5 and shift 3 are within 1.5 points. Single-object
+  class by shape: square 100, triangle 92, diamond 92, circle 75, cross 52.
+  Tried on top, not kept: the prompt-position term routed per token to the phrase its content points to
+  (attention from each input token to the phrase vectors, so red tokens get "left"'s motion term and blue
+  ones "up"'s): 64/96/77, two objects 56/85/43 at 2000 steps — no better.
+* Sampler variants on the shipped teacher of the fifth session, not kept (object class / colour /
+  direction, 2 samples per eval prompt; Euler at CFG 3 gave 65/89/80): stochastic sampling (each step's x0
+  re-noised with a fraction η of fresh noise) η 0.5 68/89/83, η 1 69/90/81, η 1 only for σ in [0.1, 0.6]
+  67/86/78; composable guidance on two-object prompts (each phrase's conditional added to the whole
+  prompt's) collapses the shapes (object class 3-33% for any weight on the phrases); guidance on the shape
+  word (the prompt against the prompt without its shape words) 63/86/76 at weight 2, 52/85/60 at 5. The
+  shapes are decided, not lost at the end: that teacher denoises real videos to 98% object class from σ
+  0.35 in one step.
 """
 
 from __future__ import annotations
