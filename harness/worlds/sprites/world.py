@@ -110,20 +110,21 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
     (two objects 50/61/43) — more two-object data does not teach the binding either at this length.
 * Why none of these bound anything, measured (benchmarks/binding_probe.py: x0 error on real two-object
   videos with the true prompt and with the objects' directions, shapes or colours swapped): that teacher
-  gave the same error to 4 digits for all of them at every σ (0.0697 at σ 0.8, against 0.0920 for two
-  unnamed directions), and so did the phrase-local one (0.0775 vs 0.0776). The frozen encoder hands the DiT
-  a bag of words: its position table starts at 0.02·randn (norm 0.19) against token embeddings of norm 9.8
-  and never grows. The context vector of "red" (norm 9.8) moves by 0.006 when the two objects' directions
-  are swapped, by 0.76 with phrase-local attention. So a red object's tokens find "red" by cross-attention,
-  but its value says nothing of "left".
+  gave the same error to 4 digits for all of them at every σ (0.0645 at σ 0.8, against 0.0823 for two
+  unnamed directions), and so did the phrase-local one (0.0722, colour swap 0.0723, against 0.0854). The
+  frozen encoder hands the DiT a bag of words: its position table starts at 0.02·randn (norm 0.19) against
+  token embeddings of norm 9.8 and never grows. The context vector of "red" (norm 9.8) moves by 0.006 when
+  the two objects' directions are swapped, by 0.76 with phrase-local attention. So a red object's tokens
+  find "red" by cross-attention, but its value says nothing of "left".
   Since: phrase pooling (``SpritesDiTConfig.phrase_pooling``, with the "and" separator): every word's
   context vector is its phrase's mean, so the key a red object finds carries its shape and direction (the
-  same swap moves "red" by 5.0). binding_probe then separates the swaps (σ 0.8: true 0.0651, other order
-  0.0649, swapped direction 0.0697, shape 0.0727, colour 0.0760). At 2000 steps: 62/96/82, two objects
-  56/88/41 (2 samples per prompt). The default recipe with it (3400 steps, 689 s of training, 11:33 wall on
-  idle cores, final flow loss 0.064), 4 samples per eval prompt at CFG 3, shift 5: **80% object class, 99%
-  colour, 86% direction** (was 65 / 89 / 80); CFG 2 / 4.5 and shift 3 are within 1.5 points. Single-object
-  class by shape: square 100, triangle 92, diamond 92, circle 75, cross 52.
+  same swap moves "red" by 5.0). binding_probe then separates the swaps (σ 0.8: true 0.0599, other order
+  0.0599, swapped direction 0.0647, shape 0.0669, colour 0.0709, two unnamed directions 0.0852). At 2000
+  steps: 62/96/82, two objects 56/88/41 (2 samples per prompt). The default recipe with it (3400 steps,
+  689 s of training, 11:33 wall on idle cores, final flow loss 0.064), 4 samples per eval prompt at CFG 3,
+  shift 5: **80% object class, 99% colour, 86% direction** (was 65 / 89 / 80); CFG 2 / 4.5 and shift 3 are
+  within 1.5 points. Single-object class by shape (2 samples per prompt): square 100, triangle 92,
+  diamond 92, circle 75, cross 52.
   Tried on top, not kept: the prompt-position term routed per token to the phrase its content points to
   (attention from each input token to the phrase vectors, so red tokens get "left"'s motion term and blue
   ones "up"'s): 64/96/77, two objects 56/85/43 at 2000 steps — no better.
