@@ -127,7 +127,9 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   diamond 92, circle 75, cross 52.
   Tried on top, not kept: the prompt-position term routed per token to the phrase its content points to
   (attention from each input token to the phrase vectors, so red tokens get "left"'s motion term and blue
-  ones "up"'s): 64/96/77, two objects 56/85/43 at 2000 steps — no better.
+  ones "up"'s): 64/96/77, two objects 56/85/43 at 2000 steps — no better; per-frame 3×3 convolutions at
+  pixel resolution (``pixel_channels`` 16, to draw the cross's arms): 57/97/79 at 2000 steps, each step 25%
+  slower.
 * Sampler variants on the shipped teacher of the fifth session, not kept (object class / colour /
   direction, 2 samples per eval prompt; Euler at CFG 3 gave 65/89/80): stochastic sampling (each step's x0
   re-noised with a fraction η of fresh noise) η 0.5 68/89/83, η 1 69/90/81, η 1 only for σ in [0.1, 0.6]
