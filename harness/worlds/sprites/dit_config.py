@@ -46,7 +46,7 @@ class SpritesDiTConfig:
     # > 0: per-frame 3x3 convolutions at pixel resolution before patchify and after unpatchify, with this
     # many channels (pixel_layers.py says why); 0: linear patch embedding and head only. Off by default: at
     # 1800 teacher steps 16 channels gave 35%/86%/10-15% object class/colour/direction vs 41%/89%/73%; on
-    # today's default DiT at 2000 steps 57%/97%/79% vs 62%/96%/82%, each step 25% slower
+    # the phrase-pooling default DiT at 2000 steps 57%/97%/79% vs 62%/96%/82%, each step 25% slower
     pixel_channels: int = 0
     # a depthwise 3x3 convolution over each frame's token grid inside every block's MLP (token_mlp.py); on in
     # the default world: 49%/91% object class/colour at 2000 teacher steps vs 36%/84% without it
