@@ -391,12 +391,15 @@ def test_phrase_means_average_each_phrases_real_words_and_leave_the_null_token_a
     expected = torch.tensor([0.0, 1.5, 1.5, 4.0, 4.0, 4.0, 4.0])  # null | mean(1, 2) | mean(3, 4, 5), pad too
     torch.testing.assert_close(out[0, :, 0], expected)
     torch.testing.assert_close(out[0, :, 1], 10 * expected)
+    empty = torch.zeros_like(ids)  # no words at all: every vector stays as it was (no 0/0)
+    keys = phrase_mask(empty, torch.cat([torch.ones(1, 1, dtype=torch.bool), empty != 0], dim=1), separator=3)
+    torch.testing.assert_close(phrase_means(x, keys), x)
 
 
 @pytest.mark.parametrize("pooling", [True, False])
 def test_phrase_pooling_binds_a_direction_word_to_its_own_object(pooling):
     """Swapping the direction words of two objects leaves the bag of words as it was; only an encoder that
-    binds words to their phrase tells the two prompts apart by far more than word order does."""
+    binds words to their phrase moves the colour word's vector far, so that a red object's tokens see it."""
     from harness.worlds.sprites.prompts import encode_batch
 
     model = _perturbed(phrase_separator_id=3, phrase_pooling=pooling)

@@ -199,4 +199,3 @@ class PromptEncoder(nn.Module):
         weights = mask.to(x.dtype)[..., None]
         pooled = (x * weights).sum(1) / weights.sum(1)
         return x, mask, self.pool(pooled)
-
