@@ -125,8 +125,8 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   shift 5: **80% object class, 99% colour, 86% direction** (was 65 / 89 / 80); CFG 2 / 4.5 and shift 3 are
   within 1.5 points. Single-object class by shape (2 samples per prompt): square 100, triangle 92,
   diamond 92, circle 75, cross 52. Seed 1 instead of 0: 76 / 99 / 87. Steps are what class is short of:
-  5000 steps gave 86 / 99 / 86 (2 samples per prompt), but took 1143 s of training, over the 20-minute
-  budget on a shared machine.
+  5000 steps gave 86 / 99 / 86 (2 samples per prompt), but took 1143 s of training on idle cores, and
+  about 1.5 times that on a shared machine: not within the 20-minute budget.
   Tried on top, not kept: the prompt-position term routed per token to the phrase its content points to
   (attention from each input token to the phrase vectors, so red tokens get "left"'s motion term and blue
   ones "up"'s): 64/96/77, two objects 56/85/43 at 2000 steps — no better; per-frame 3×3 convolutions at
