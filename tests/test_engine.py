@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from harness.atomic import read_jsonl
+from harness.checkpoints import CheckpointStore
 
 from .conftest import harness, harness_proc
 
@@ -95,7 +96,7 @@ def test_run_writes_the_store_and_a_rerun_recomputes_nothing(tmp_path):
 
 
 def _newest_checkpoint(run_dir: Path) -> int:
-    return max((int(p.stem.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*.pt")), default=0)
+    return max(CheckpointStore(run_dir / "checkpoints").steps(), default=0)
 
 
 def test_killed_study_resumes_without_recomputing_complete_runs(tmp_path):
