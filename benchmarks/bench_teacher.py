@@ -1,16 +1,17 @@
 """Training speed of the sprites teacher recipe: steps/s, model FLOP utilisation, projected build time.
 
 Prints plain figures for a world preset (default: ``default``):
-* the machine's fp32 matmul rate (bench_backbone.matmul_rate) and its bf16 rate (the recipe trains
-  under bf16 autocast, which AVX512-BF16 CPUs run about 3x faster);
+* the machine's fp32 matmul rate (bench_backbone.matmul_rate) and its bf16 rate (AVX512-BF16 CPUs run
+  bf16 matmuls about 3x faster, yet the default recipe trains in fp32: the casts cost more than that
+  saves on a DiT this small);
 * FLOPs of one teacher training step (forward + backward, counted by torch.utils.flop_counter);
 * steps/s of the real step (rendered batch, CFG dropout, logit-normal σ, AdamW, EMA, clipping) in the
   recipe's precision and in fp32, and MFU = FLOPs × steps/s / matmul rate;
 * the projected minutes for the preset's teacher steps.
 
-Run: ``OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_teacher.py [--size default] [--iters 10]``
-(passive OpenMP waiting matters on a shared machine: spinning threads that lose their core make a
-step up to 10x slower).
+Run: ``python benchmarks/bench_teacher.py [--size default] [--iters 10]``, and again with
+``OMP_WAIT_POLICY=PASSIVE``: the OpenMP wait policy moves a step of this DiT by 2x either way (world.py
+has the figures).
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_backbone import counted_flops, matmul_rate
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
-from harness.worlds.sprites.teacher import FlowRecipe, ema_update, flow_loss, null_tokens
+from harness.worlds.sprites.teacher import (
+    FlowRecipe,
+    apply_gradients,
+    ema_update,
+    flow_loss,
+    flow_optimizer,
+    null_tokens,
+    trained_parameters,
+)
 from harness.worlds.sprites.world import WorldPreset, world_preset
 
 
@@ -47,13 +56,10 @@ def bf16_matmul_rate(size: int = 512, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / best
 
 
-def _step(model, ema, opt, data, rng, recipe: FlowRecipe, gen, null, step: int) -> None:
+def _step(model, ema, trained, opt, data, rng, recipe: FlowRecipe, gen, null, step: int) -> None:
     x0, ids, _, _ = data.batch(recipe.batch_size, rng)
     loss = flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-    opt.step()
+    apply_gradients(loss, trained, opt, recipe)
     ema_update(ema, model, recipe.ema_decay, step)
 
 
@@ -61,17 +67,18 @@ def teacher_figures(preset: WorldPreset, recipe: FlowRecipe, iters: int) -> tupl
     """(steps/s, FLOPs per step) of the teacher's training step under ``recipe``."""
     model = SpritesDiT(preset.dit)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas)
+    trained = trained_parameters(model, recipe.freeze_prompt_encoder)
+    opt = flow_optimizer(trained, recipe)
     data, rng = SpritesData(preset.world), np.random.default_rng(0)
     gen, null = torch.Generator().manual_seed(0), null_tokens(recipe.batch_size)
     with FlopCounterMode(display=False) as counter:
         x0, ids, _, _ = data.batch(recipe.batch_size, rng)
         flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None).backward()
     flops = counted_flops(counter)
-    _step(model, ema, opt, data, rng, recipe, gen, null, 0)
+    _step(model, ema, trained, opt, data, rng, recipe, gen, null, 0)
     start = time.perf_counter()
     for i in range(iters):
-        _step(model, ema, opt, data, rng, recipe, gen, null, i + 1)
+        _step(model, ema, trained, opt, data, rng, recipe, gen, null, i + 1)
     return iters / (time.perf_counter() - start), flops
 
 

@@ -30,7 +30,9 @@ from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.prompts import PromptSuite, encode_batch
 from harness.worlds.sprites.teacher import (
     Progress,
+    apply_gradients,
     ema_update,
+    flow_optimizer,
     lr_factor,
     null_tokens,
     save_model,
@@ -135,9 +137,9 @@ def train_causal_init(teacher: SpritesDiT, world: SpritesConfig, recipe: CausalI
     ema.load_state_dict(teacher.state_dict())
     ema.requires_grad_(False)
     trained = trained_parameters(student, recipe.freeze_prompt_encoder)
-    opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    schedule = _as_flow_schedule(recipe)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, schedule))
+    optimisation = _as_flow_recipe(recipe)
+    opt = flow_optimizer(trained, optimisation)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, optimisation))
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     timesteps = torch.tensor(pairs.timesteps)
     chunks = world.frames // teacher.config.frames_per_chunk
@@ -150,10 +152,7 @@ def train_causal_init(teacher: SpritesDiT, world: SpritesConfig, recipe: CausalI
             loss = regression_loss(student, pairs.states[idx], pairs.x0[idx], pairs.cond[idx], timesteps, choice)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"causal init regression loss is {float(loss)} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(trained, recipe.grad_clip)
-        opt.step()
+        apply_gradients(loss, trained, opt, optimisation)
         sched.step()
         ema_update(ema, student, recipe.ema_decay, step)
         losses.append(float(loss.detach()))
@@ -174,8 +173,10 @@ def build_causal_init(out_dir: str | Path, teacher: SpritesDiT, world: SpritesCo
     return metrics
 
 
-def _as_flow_schedule(recipe: CausalInitRecipe):
-    """The LR-schedule fields of a FlowRecipe, so both trainers share ``lr_factor``."""
+def _as_flow_recipe(recipe: CausalInitRecipe):
+    """The optimiser and LR-schedule fields as a FlowRecipe, so both trainers share the optimiser, the
+    gradient step and ``lr_factor``."""
     from harness.worlds.sprites.teacher import FlowRecipe
 
-    return FlowRecipe(steps=recipe.steps, warmup=recipe.warmup, min_lr_ratio=recipe.min_lr_ratio)
+    return FlowRecipe(steps=recipe.steps, warmup=recipe.warmup, min_lr_ratio=recipe.min_lr_ratio, lr=recipe.lr,
+                      betas=(0.9, 0.99), weight_decay=0.0, grad_clip=recipe.grad_clip)

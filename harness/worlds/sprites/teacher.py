@@ -172,6 +172,21 @@ def flow_loss(model: SpritesDiT, x0: torch.Tensor, ids: torch.Tensor, null: torc
     return (v.float() - flow_target(x0, noise)).square().mean()
 
 
+def flow_optimizer(trained: list[nn.Parameter], recipe: FlowRecipe) -> torch.optim.AdamW:
+    """The recipe's AdamW, fused: one kernel for all parameters instead of several small ops per
+    parameter, whose overhead was a real share of a default teacher step on 2 CPU cores."""
+    return torch.optim.AdamW(trained, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay, fused=True)
+
+
+def apply_gradients(loss: torch.Tensor, trained: list[nn.Parameter], opt: torch.optim.Optimizer,
+                    recipe: FlowRecipe) -> None:
+    """Backward, clip the global gradient norm (multi-tensor) and step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(trained, recipe.grad_clip, foreach=True)
+    opt.step()
+
+
 def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, causal: bool,
                per_chunk_noise: bool, progress: Progress | None = None) -> tuple[SpritesDiT, dict[str, Any]]:
     """Train ``model`` with the flow loss on fresh rendered batches; returns (EMA model, metrics)."""
@@ -182,8 +197,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
     data = SpritesData(world)
     ema = copy.deepcopy(model).requires_grad_(False)
     trained = trained_parameters(model, recipe.freeze_prompt_encoder)
-    # fused: one kernel for all parameters; 13% off a default teacher step on 2 CPU cores
-    opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay, fused=True)
+    opt = flow_optimizer(trained, recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, recipe))
     fpc = model.config.frames_per_chunk if per_chunk_noise else None
     null = null_tokens(recipe.batch_size)
@@ -194,10 +208,7 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
         loss = flow_loss(model, x0, ids, null, recipe, gen, causal=causal, frames_per_chunk=fpc)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"flow loss is {float(loss)} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(trained, recipe.grad_clip, foreach=True)
-        opt.step()
+        apply_gradients(loss, trained, opt, recipe)
         sched.step()
         ema_update(ema, model, recipe.ema_decay, step)
         losses.append(float(loss.detach()))
