@@ -172,6 +172,46 @@ def test_lr_schedule_warms_up_and_decays():
     assert lr_factor(100, recipe) == pytest.approx(0.1)
 
 
+def test_ema_moves_every_parameter_toward_the_model_by_the_warmed_up_decay():
+    from harness.worlds.sprites.teacher import ema_update
+
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+        for p in ema.parameters():
+            p.fill_(0.0)
+    ema_update(ema, model, decay=0.99, step=0)  # warm-up: d = min(0.99, 1/10) = 0.1
+    assert all(torch.allclose(p, torch.full_like(p, 0.9)) for p in ema.parameters())
+    ema_update(ema, model, decay=0.5, step=1000)  # past the warm-up: d = 0.5
+    assert all(torch.allclose(p, torch.full_like(p, 0.95)) for p in ema.parameters())
+    assert all(torch.equal(p, torch.ones_like(p)) for p in model.parameters())  # the model is untouched
+
+
+def test_a_gradient_step_clips_the_global_norm_to_the_recipe():
+    from harness.worlds.sprites.teacher import apply_gradients
+
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.SGD([a, b], lr=1.0)
+    loss = 30.0 * a.sum() + 40.0 * b.sum()  # gradient norm sqrt(3·900 + 4·1600) = 95.4
+    apply_gradients(loss, [a, b], opt, FlowRecipe(grad_clip=2.0))
+    step = torch.cat([a.detach(), b.detach()])
+    assert step.norm() == pytest.approx(2.0, rel=1e-5)
+    scale = 2.0 / (3 * 900 + 4 * 1600) ** 0.5
+    torch.testing.assert_close(step, -scale * torch.tensor([30.0] * 3 + [40.0] * 4))
+
+
+def test_the_causal_init_optimises_with_its_own_recipe_fields():
+    from harness.worlds.sprites.causal_init import CausalInitRecipe, _as_flow_recipe
+    from harness.worlds.sprites.teacher import flow_optimizer
+
+    recipe = CausalInitRecipe(lr=3e-4, grad_clip=0.5, steps=40, warmup=4)
+    flow = _as_flow_recipe(recipe)
+    group = flow_optimizer([torch.nn.Parameter(torch.zeros(2))], flow).param_groups[0]
+    assert (group["lr"], group["betas"], group["weight_decay"]) == (3e-4, (0.9, 0.99), 0.0)
+    assert (flow.grad_clip, flow.steps, flow.warmup, flow.min_lr_ratio) == (0.5, 40, 4, recipe.min_lr_ratio)
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_flow_training_keeps_a_frozen_prompt_encoder_as_initialised(freeze):
     preset = world_preset("smoke")

@@ -12,10 +12,11 @@ learns to merge opposite direction words.
 A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format tag, DiT config, world
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
-Retrain the default teacher (12 to 17 minutes on 2 cores, as they are idle or shared; on a shared
-machine set OMP_WAIT_POLICY=PASSIVE, see world.py)::
+Retrain the default teacher (17 minutes on 2 idle cores; on cores shared with other work prefix
+OMP_WAIT_POLICY=PASSIVE, which keeps a step from slowing 2x there but costs 21-27 minutes on idle ones,
+see world.py)::
 
-    OMP_WAIT_POLICY=PASSIVE python -m harness.worlds.sprites.teacher --size default --out DIR
+    python -m harness.worlds.sprites.teacher --size default --out DIR
 
 The project ships the weights this command wrote (shipped.py says where and when they are used).
 """
