@@ -13,8 +13,8 @@ A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format t
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
 Retrain the default teacher (17 minutes on 2 idle cores; on cores shared with other work prefix
-OMP_WAIT_POLICY=PASSIVE, which keeps a step from slowing 2x there but costs 21-27 minutes on idle ones,
-see world.py)::
+OMP_WAIT_POLICY=PASSIVE, which keeps a step from slowing 2x there but took 17 to 27 minutes on idle
+ones, see world.py)::
 
     python -m harness.worlds.sprites.teacher --size default --out DIR
 

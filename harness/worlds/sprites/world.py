@@ -18,8 +18,8 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
   default teacher with OMP_WAIT_POLICY=PASSIVE (17 s vs 1.2 s per step at load average 11), which is why
   the Makefile sets PASSIVE. On idle cores of a virtual machine it is the reverse: every small op then
   wakes a sleeping thread, 6.6 steps/s with the default policy vs 2.7 with PASSIVE. Fused AdamW and
-  multi-tensor EMA and clipping (fewer, larger ops) narrowed that to 7.2 vs 4.3 (8.9 vs 5.6 later the
-  same day: the host's speed varies too).
+  multi-tensor EMA and clipping (fewer, larger ops) narrowed that to 7.2 vs 4.3 (8.9 vs 5.6 and 9.8 vs 7.1
+  later the same day: the host's speed varies too).
 
 * teacher lr 6e-3: at 1e-3 the teacher was far from converged (final flow loss 0.125 after 1500
   steps) and its samples broke each object into patch-sized pieces scattered over the frame (24%
