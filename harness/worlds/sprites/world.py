@@ -14,10 +14,10 @@ Why the default preset looks the way it does (measured on 2 shared CPU cores):
 * fp32: bf16 autocast triples the bare matmul rate on AVX512-BF16 cores, but its casts make a
   whole training step of this small DiT slower (1.46 vs 1.80 steps/s on idle cores);
 * the OpenMP wait policy moves a training step by 2x either way, so it is the machine's call. With
-  one core busy elsewhere, threads that spin while waiting lose their core: 1.7 vs 3.7 steps/s of the
-  default teacher with OMP_WAIT_POLICY=PASSIVE (17 s vs 1.2 s per step at load average 11), which is why
-  the Makefile sets PASSIVE. On idle cores of a virtual machine it is the reverse: every small op then
-  wakes a sleeping thread, 6.6 steps/s with the default policy vs 2.7 with PASSIVE. Fused AdamW and
+  one core busy elsewhere, threads that spin while waiting lose their core: the default teacher's step ran
+  at 1.7 steps/s with the default policy and at 3.7 with OMP_WAIT_POLICY=PASSIVE (and 17 s vs 1.2 s per
+  step at load average 11), which is why the Makefile sets PASSIVE. On idle cores of a virtual machine it
+  is the reverse, since every small op then wakes a sleeping thread: 6.6 vs 2.7 steps/s. Fused AdamW and
   multi-tensor EMA and clipping (fewer, larger ops) narrowed that to 7.2 vs 4.3 (8.9 vs 5.6 and 9.8 vs 7.1
   later the same day: the host's speed varies too).
 
