@@ -10,9 +10,12 @@ TORCH ?= torch==2.13.0
 STUDY ?= studies/ablation_asd.yaml
 PRESET ?= default
 PYTEST_ARGS ?=
-# torch's OpenMP threads spin while waiting by default; on a shared 2-core box that made training
-# steps 10x slower under load. It must be set before torch is imported, hence here.
-export OMP_WAIT_POLICY ?= PASSIVE
+# OpenMP's wait policy (read when torch is imported, hence here) moves a step of the sprites DiT by 2-3x
+# either way (world.py has the figures). Threads that spin while waiting lose their core when other
+# processes share it, so the tests, which run two-rank jobs on 2 cores, wait passively. A study runs alone,
+# where sleeping threads pay a wake-up per small op: the main job took 8 minutes with the default policy
+# and 25 with PASSIVE on 2 idle cores. On a machine busy with other work, export OMP_WAIT_POLICY=PASSIVE.
+TEST_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test bench clean vbench-env system-deps
 
@@ -40,7 +43,8 @@ system-deps:
 	bash scripts/install_postgres.sh
 
 test: install vbench-env system-deps
-	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-$(TEST_WAIT_POLICY)} WANDB_MODE=offline WANDB_SILENT=true \
+		$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
