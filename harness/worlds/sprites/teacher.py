@@ -133,7 +133,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
     d = min(decay, (1 + step) / (10 + step))
     # one multi-tensor kernel instead of one small op per parameter: the per-op overhead is a real share
     # of a step of the small sprites DiT on a CPU
-    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - d)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
 
 
 @torch.no_grad()
