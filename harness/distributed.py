@@ -154,22 +154,23 @@ class RankStageCache(StageCache):
     poll_s = 0.5
 
     def get(self, name: str, config: Any, build: Callable[[Path], Any], inputs: Iterable[Artifact | str] = (),
-            *, on_wait: Callable[[], None] | None = None) -> Artifact:
+            *, on_wait: Callable[[], None] | None = None, version: int = 1) -> Artifact:
         inputs = list(inputs)
         if isinstance(build, EveryRank):
-            return self._collective(name, config, build, inputs, on_wait)
+            return self._collective(name, config, build, inputs, on_wait, version)
         if is_rank_zero():
-            return super().get(name, config, build, inputs, on_wait=on_wait)
-        return self._published(name, config, inputs, wait=True)
+            return super().get(name, config, build, inputs, on_wait=on_wait, version=version)
+        return self._published(name, config, inputs, version, wait=True)
 
-    def _collective(self, name: str, config: Any, build: EveryRank, inputs: list, on_wait: Any) -> Artifact:
+    def _collective(self, name: str, config: Any, build: EveryRank, inputs: list, on_wait: Any,
+                    version: int) -> Artifact:
         if not is_rank_zero():
             folder = broadcast_object(None)
             if folder is not None:
                 build(Path(folder))
                 barrier()  # done writing into the build folder
                 barrier()  # rank 0 has published the artifact
-            return self._published(name, config, inputs, wait=False)
+            return self._published(name, config, inputs, version, wait=False)
         started: list[Path] = []
 
         def lead(folder: Path) -> None:
@@ -178,16 +179,16 @@ class RankStageCache(StageCache):
             build(folder)
             barrier()
 
-        artifact = super().get(name, config, lead, inputs, on_wait=on_wait)
+        artifact = super().get(name, config, lead, inputs, on_wait=on_wait, version=version)
         if started:
             barrier()
         else:  # built before: nothing for the other ranks to do
             broadcast_object(None)
         return artifact
 
-    def _published(self, name: str, config: Any, inputs: list, *, wait: bool) -> Artifact:
+    def _published(self, name: str, config: Any, inputs: list, version: int, *, wait: bool) -> Artifact:
         while True:
-            found = self.lookup(name, config, inputs)
+            found = self.lookup(name, config, inputs, version)
             if found is not None:
                 return found
             if not wait:

@@ -41,6 +41,9 @@ class Pipeline(ABC):
     """
 
     headline: str | None = None
+    # Bumped when what a subclass computes for the same config changes; enters every run's hash
+    # (the rule: harness/versions.py).
+    version: ClassVar[int] = 1
     # Names of the metrics ``run`` returns, when they are known before running: sweeps check their
     # objectives against them so a typo fails before any trial. None means "not declared".
     produces: ClassVar[tuple[str, ...] | None] = None
@@ -82,10 +85,13 @@ class RunContext:
         return self.run_dir.path
 
     def stage(self, name: str, config: Mapping[str, Any], build: Callable[[Path], Any],
-              inputs: Iterable[Artifact | str] = ()) -> Artifact:
-        """A cached artifact shared across runs and studies (see :class:`StageCache`)."""
+              inputs: Iterable[Artifact | str] = (), version: int = 1) -> Artifact:
+        """A cached artifact shared across runs and studies (see :class:`StageCache`).
+
+        ``version``: the builder's ``STAGE_VERSION``, bumped when what it builds changes; the versions
+        of the classes ``config`` names enter the key too (the rule: :mod:`harness.versions`)."""
         self.progress(stage=f"{name} (cache)")
-        artifact = self.stages.get(name, config, build, inputs,
+        artifact = self.stages.get(name, config, build, inputs, version=version,
                                    on_wait=lambda: self.progress(stage=f"{name} (waiting for another run)"))
         return artifact
 

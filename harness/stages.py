@@ -22,6 +22,7 @@ from .atomic import atomic_write_json
 from .identity import canonical_json, config_hash, short_hash
 from .locks import FileLock
 from .provenance import collect, utc_now
+from .versions import stage_versions
 
 MANIFEST = "stage.json"
 
@@ -38,10 +39,18 @@ class Artifact:
         return str(self.path)
 
 
-def stage_key(name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = ()) -> str:
-    """Hash of the stage name, its config and the keys of the artifacts it was built from."""
+def stage_key(name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = (),
+              version: int = 1) -> str:
+    """Hash of the stage name, its config, the keys of the artifacts it was built from, and the code
+    versions (:func:`harness.versions.stage_versions`: the builder's ``version`` and those of the
+    classes its config names). Versions all at their default add nothing, so a stage without plugin
+    classes at version 1 keeps the key it had before versions existed."""
     input_keys = [i.key if isinstance(i, Artifact) else str(i) for i in inputs]
-    return config_hash({"stage": name, "config": dict(config), "inputs": input_keys})
+    payload = {"stage": name, "config": dict(config), "inputs": input_keys}
+    versions = stage_versions(config, version)
+    if versions != {"stage": 1}:
+        payload["versions"] = versions
+    return config_hash(payload)
 
 
 class StageCache:
@@ -53,8 +62,9 @@ class StageCache:
     def path_for(self, name: str, key: str) -> Path:
         return self.root / name / short_hash(key)
 
-    def lookup(self, name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = ()) -> Artifact | None:
-        key = stage_key(name, config, inputs)
+    def lookup(self, name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = (),
+               version: int = 1) -> Artifact | None:
+        key = stage_key(name, config, inputs, version)
         path = self.path_for(name, key)
         return Artifact(name, key, path) if (path / MANIFEST).exists() else None
 
@@ -66,10 +76,13 @@ class StageCache:
         inputs: Iterable[Artifact | str] = (),
         *,
         on_wait: Callable[[], None] | None = None,
+        version: int = 1,
     ) -> Artifact:
-        """Return the artifact, building it with ``build(tmp_folder)`` if it does not exist yet."""
+        """Return the artifact, building it with ``build(tmp_folder)`` if it does not exist yet.
+
+        ``version``: the builder's ``STAGE_VERSION`` (see :mod:`harness.versions`)."""
         inputs = list(inputs)
-        key = stage_key(name, config, inputs)
+        key = stage_key(name, config, inputs, version)
         final = self.path_for(name, key)
         if (final / MANIFEST).exists():
             return Artifact(name, key, final)
@@ -94,6 +107,7 @@ class StageCache:
                     "key": key,
                     "config": json_ready(config),
                     "inputs": [i.key if isinstance(i, Artifact) else str(i) for i in inputs],
+                    "versions": stage_versions(config, version),
                     "built_at": utc_now(),
                     "build_seconds": round(time.time() - started, 3),
                     "provenance": collect(),

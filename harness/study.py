@@ -28,6 +28,7 @@ from .executors import Executor, InProcessExecutor
 from .identity import config_hash, short_hash
 from .pipeline import Pipeline
 from .tracking import NullTracker, Tracker
+from .versions import code_versions
 
 Grid = list[dict[str, dict[str, dict[str, Any]]]]
 
@@ -75,7 +76,7 @@ class RunSpec:
     study: str
     labels: dict[str, str]
     seed: int
-    config: dict[str, Any]  # {"pipeline": {...resolved...}, "seed": int}
+    config: dict[str, Any]  # {"pipeline": {...resolved...}, "seed": int, "versions": {class_path: int}}
     hash: str
     allow_modules: tuple[str, ...] = ()
 
@@ -212,8 +213,9 @@ def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
             resolved = resolve_pipeline(merged, source, where)
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(f"{source}: ", f"{source}: {where}: ", 1)) from None
+        versions = code_versions(resolved)  # a plugin's version bump re-keys its runs (harness/versions.py)
         for seed in seeds:
-            config = {"pipeline": resolved, "seed": int(seed)}
+            config = {"pipeline": resolved, "seed": int(seed), "versions": versions}
             full = config_hash(config)
             runs.setdefault(full, RunSpec(name, labels, int(seed), config, full, tuple(allow_modules)))
     return list(runs.values())

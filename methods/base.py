@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -49,6 +49,9 @@ class Method(ABC):
     """A distillation method; its ``__init__`` arguments are its config (plugins in study files)."""
 
     name: str = "method"
+    # Bumped when what a subclass computes for the same config changes (loss, training loop, sampling);
+    # enters the hash of every run and distillation it is part of (the rule: harness/versions.py).
+    version: ClassVar[int] = 1
 
     @abstractmethod
     def distill(self, world: World, teacher: nn.Module, init: nn.Module, ctx: TrainContext) -> nn.Module:

@@ -28,12 +28,12 @@ class CacheStages:
         self.cache = StageCache(root)
         self.built: list[str] = []
 
-    def stage(self, name, config, build, inputs=()):
+    def stage(self, name, config, build, inputs=(), version=1):
         def counted(path):
             self.built.append(name)
             return build(path)
 
-        return self.cache.get(name, config, counted, inputs)
+        return self.cache.get(name, config, counted, inputs, version=version)
 
     def progress(self, stage=None, step=None, total=None) -> None:
         pass

@@ -33,8 +33,8 @@ class Stages:
     def __init__(self, root: Path) -> None:
         self.cache = StageCache(root)
 
-    def stage(self, name, config, build, inputs=()):
-        return self.cache.get(name, config, build, inputs)
+    def stage(self, name, config, build, inputs=(), version=1):
+        return self.cache.get(name, config, build, inputs, version=version)
 
     def progress(self, *args, **kwargs) -> None:
         pass

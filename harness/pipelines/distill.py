@@ -27,6 +27,9 @@ from .common import WorldPipeline, component_config, take_prompts
 from .streaming import EvalStream, RowSampler
 
 GENERATOR_FILE = "generator.safetensors"
+# Version of the distill-<method> stage's own code (_distilled below); the world's and the method's
+# class versions enter its key with their configs (the rule: harness/versions.py).
+STAGE_VERSION = 1
 
 
 class DistillAndEvaluate(WorldPipeline):
@@ -106,7 +109,7 @@ class DistillAndEvaluate(WorldPipeline):
             if is_rank_zero():
                 save_weights(model, folder / GENERATOR_FILE)
 
-        artifact = ctx.stage(f"distill-{self.method.name}", config, every_rank(build))
+        artifact = ctx.stage(f"distill-{self.method.name}", config, every_rank(build), version=STAGE_VERSION)
         generator = self.world.make_backbone()
         load_weights(generator, artifact.path / GENERATOR_FILE)
         return generator.eval(), artifact

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ class StageProvider(Protocol):
     """What a world needs from the engine to cache its artifacts (``RunContext`` provides it)."""
 
     def stage(self, name: str, config: Mapping[str, Any], build: Callable[[Path], Any],
-              inputs: Iterable[Any] = ()) -> Any: ...
+              inputs: Iterable[Any] = (), version: int = 1) -> Any: ...
 
     def progress(self, stage: str | None = None, step: int | None = None, total: int | None = None) -> None: ...
 
@@ -69,6 +69,9 @@ class World(ABC):
     """A domain the methods distill in. Constructors are cheap; artifacts are built on request."""
 
     name: str = "world"
+    # Bumped when what a subclass computes for the same config changes (data, teacher use, decoding,
+    # evaluation); enters the hash of every run and distillation it is part of (harness/versions.py).
+    version: ClassVar[int] = 1
 
     @property
     @abstractmethod

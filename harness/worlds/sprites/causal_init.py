@@ -40,6 +40,10 @@ from harness.worlds.sprites.teacher import (
 )
 from harness.worlds.sprites.world_config import SpritesConfig
 
+# Version of the sprites-causal-init stage: bump it when build_causal_init builds something else for the
+# same config, so cached ones are rebuilt (the rule: harness/versions.py).
+STAGE_VERSION = 1
+
 
 @dataclass(frozen=True)
 class CausalInitRecipe:
@@ -169,7 +173,8 @@ def build_causal_init(out_dir: str | Path, teacher: SpritesDiT, world: SpritesCo
     """Train the causal init and write its checkpoint (kind ``causal_init``) into ``out_dir``."""
     model, metrics = train_causal_init(teacher, world, recipe, guidance, progress)
     save_model(out_dir, model, world, kind="causal_init",
-               recipe={**asdict(recipe), "guidance": asdict(guidance)}, metrics=metrics)
+               recipe={**asdict(recipe), "guidance": asdict(guidance)}, metrics=metrics,
+               stage_version=STAGE_VERSION)
     return metrics
 
 

@@ -27,6 +27,10 @@ from harness.worlds.sprites.world_config import SpritesConfig
 
 WEIGHTS_FILE, CONFIG_FILE = "classifier.safetensors", "classifier.json"
 FORMAT = "sprites-classifier/1"
+# Version of the sprites-classifier stage: bump it when train_classifier builds something else for the
+# same config, so cached ones are rebuilt (the rule: harness/versions.py).
+STAGE_VERSION = 1
+
 HEADS = {"color": len(COLOR_NAMES), "shape": len(SHAPES), "direction": len(DIRECTION_NAMES), "count": 2}
 
 

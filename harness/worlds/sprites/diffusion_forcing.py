@@ -18,6 +18,10 @@ from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.teacher import FlowRecipe, Progress, save_model, train_flow
 from harness.worlds.sprites.world_config import SpritesConfig
 
+# Version of the sprites-diffusion-forcing stage: bump it when build_diffusion_forcing builds something
+# else for the same config, so cached ones are rebuilt (the rule: harness/versions.py).
+STAGE_VERSION = 1
+
 DEFAULT_DF_RECIPE = FlowRecipe(steps=300, lr=3e-4, warmup=20, timestep_sampling="uniform", train_shift=1.0,
                                cfg_dropout=0.1, ema_decay=0.99, seed=1)
 
@@ -34,5 +38,6 @@ def build_diffusion_forcing(out_dir: str | Path, teacher: SpritesDiT, world: Spr
                             progress: Progress | None = None) -> dict[str, Any]:
     """Train the diffusion-forcing model and write its checkpoint (kind ``diffusion_forcing``)."""
     model, metrics = train_diffusion_forcing(teacher, world, recipe, progress)
-    save_model(out_dir, model, world, kind="diffusion_forcing", recipe=asdict(recipe), metrics=metrics)
+    save_model(out_dir, model, world, kind="diffusion_forcing", recipe=asdict(recipe), metrics=metrics,
+               stage_version=STAGE_VERSION)
     return metrics

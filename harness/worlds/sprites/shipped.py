@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.teacher import META_FILE, WEIGHTS_FILE, FlowRecipe, read_meta
+from harness.worlds.sprites.teacher import META_FILE, STAGE_VERSION, WEIGHTS_FILE, FlowRecipe, read_meta
 from harness.worlds.sprites.world_config import SpritesConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
@@ -35,13 +35,15 @@ def _plain(value: object) -> object:
 
 def find_shipped_teacher(world: SpritesConfig, dit: SpritesDiTConfig, recipe: FlowRecipe,
                          root: Path | None = None) -> Path | None:
-    """The shipped teacher folder trained for exactly this world, DiT and recipe, or None."""
+    """The shipped teacher folder trained for exactly this world, DiT and recipe by this version of the
+    teacher stage (``model.json``'s ``stage_version``, 1 when absent), or None."""
     if os.environ.get(TRAIN_ENV, "") not in ("", "0"):
         return None
     wanted = {"world": _plain(asdict(world)), "dit": _plain(asdict(dit)), "recipe": _plain(asdict(recipe))}
     for folder in sorted(p for p in (root or SHIPPED_DIR).glob("*") if (p / META_FILE).is_file()):
         meta = read_meta(folder)
-        if meta.get("kind") == "teacher" and all(meta.get(key) == value for key, value in wanted.items()):
+        if (meta.get("kind") == "teacher" and meta.get("stage_version", 1) == STAGE_VERSION
+                and all(meta.get(key) == value for key, value in wanted.items())):
             return folder
     return None
 

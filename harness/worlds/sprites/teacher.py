@@ -50,6 +50,10 @@ from harness.worlds.sprites.world_config import SpritesConfig
 
 WEIGHTS_FILE, META_FILE = "model.safetensors", "model.json"
 FORMAT = "sprites-dit/1"
+# Version of the sprites-teacher stage: bump it when train_teacher builds something else for the
+# same config, so cached ones are rebuilt (the rule: harness/versions.py).
+STAGE_VERSION = 1
+
 Progress = Callable[[int, int], None]
 
 
@@ -230,20 +234,21 @@ def train_teacher(out_dir: str | Path, world: SpritesConfig, dit: SpritesDiTConf
     if recipe.position_init == "sincos":
         init_spatial_positions(model)
     ema, metrics = train_flow(model, world, recipe, causal=False, per_chunk_noise=False, progress=progress)
-    save_model(out_dir, ema, world, kind="teacher", recipe=asdict(recipe), metrics=metrics)
+    save_model(out_dir, ema, world, kind="teacher", recipe=asdict(recipe), metrics=metrics,
+               stage_version=STAGE_VERSION)
     return metrics
 
 
 # -- checkpoint files -----------------------------------------------------------------------------
 
 def save_model(out_dir: str | Path, model: SpritesDiT, world: SpritesConfig, *, kind: str,
-               recipe: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Write ``model.safetensors`` and ``model.json`` into ``out_dir``."""
+               recipe: dict[str, Any], metrics: dict[str, Any], stage_version: int = 1) -> None:
+    """Write ``model.safetensors`` and ``model.json`` into ``out_dir`` (``stage_version``: the builder's)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / WEIGHTS_FILE)
     meta = {"format": FORMAT, "kind": kind, "dit": asdict(model.config), "world": asdict(world),
-            "recipe": recipe, "metrics": metrics}
+            "recipe": recipe, "metrics": metrics, "stage_version": stage_version}
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 

@@ -174,15 +174,19 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.worlds.base import Evaluator, Guidance, StageProvider, VideoShape, World
 from harness.worlds.sprites.backbone import SpritesDiT
+from harness.worlds.sprites.causal_init import STAGE_VERSION as CAUSAL_INIT_VERSION
 from harness.worlds.sprites.causal_init import CausalInitRecipe, build_causal_init
+from harness.worlds.sprites.classifier import STAGE_VERSION as CLASSIFIER_VERSION
 from harness.worlds.sprites.classifier import ClassifierConfig, load_classifier, train_classifier
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.diffusion_forcing import DEFAULT_DF_RECIPE, build_diffusion_forcing
+from harness.worlds.sprites.diffusion_forcing import STAGE_VERSION as DIFFUSION_FORCING_VERSION
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
 from harness.worlds.sprites.evaluator import SpritesBench
 from harness.worlds.sprites.prompts import VOCAB, encode_batch
 from harness.worlds.sprites.render import from_model, to_model
 from harness.worlds.sprites.shipped import copy_shipped, find_shipped_teacher
+from harness.worlds.sprites.teacher import STAGE_VERSION as TEACHER_VERSION
 from harness.worlds.sprites.teacher import FlowRecipe, load_model, null_tokens, train_teacher
 from harness.worlds.sprites.world_config import SpritesConfig
 
@@ -350,7 +354,7 @@ class SpritesWorld(World):
             train_teacher(path, self.preset.world, self.preset.dit, self.preset.teacher,
                           progress=lambda s, n: stages.progress("teacher", s, n))
 
-        return stages.stage("sprites-teacher", config, build)
+        return stages.stage("sprites-teacher", config, build, version=TEACHER_VERSION)
 
     def teacher(self, stages: StageProvider) -> nn.Module:
         return self._load(self.teacher_artifact(stages), "teacher")
@@ -365,7 +369,9 @@ class SpritesWorld(World):
             build_causal_init(path, teacher, self.preset.world, recipe, guidance,
                               progress=lambda s, n: stages.progress("causal init", s, n))
 
-        return self._load(stages.stage("sprites-causal-init", config, build, inputs=[teacher_art]), "causal_init")
+        art = stages.stage("sprites-causal-init", config, build, inputs=[teacher_art],
+                           version=CAUSAL_INIT_VERSION)
+        return self._load(art, "causal_init")
 
     def diffusion_forcing(self, stages: StageProvider) -> nn.Module:
         """The SkyReels-V2-style causal model trained with diffusion forcing (sampled with many steps)."""
@@ -378,13 +384,15 @@ class SpritesWorld(World):
             build_diffusion_forcing(path, teacher, self.preset.world, recipe,
                                     progress=lambda s, n: stages.progress("diffusion forcing", s, n))
 
-        art = stages.stage("sprites-diffusion-forcing", config, build, inputs=[teacher_art])
+        art = stages.stage("sprites-diffusion-forcing", config, build, inputs=[teacher_art],
+                           version=DIFFUSION_FORCING_VERSION)
         return self._load(art, "diffusion_forcing")
 
     def evaluator(self, stages: StageProvider) -> Evaluator:
         world, cfg = self.preset.world, self.preset.classifier
         config = {"world": asdict(world), "classifier": asdict(cfg)}
-        art = stages.stage("sprites-classifier", config, lambda path: train_classifier(path, cfg, world))
+        art = stages.stage("sprites-classifier", config, lambda path: train_classifier(path, cfg, world),
+                           version=CLASSIFIER_VERSION)
         return SpritesBench(world, classifier=load_classifier(art.path, world))
 
     def _load(self, artifact: Any, kind: str) -> nn.Module:

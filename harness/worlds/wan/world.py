@@ -54,6 +54,9 @@ LOCAL_PRESETS = frozenset({"tiny"})  # presets whose unset parts are built local
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 EVALUATORS = ("auto", "vbench", "tiny-bench")
 TEACHER_FOLDER = "transformer"
+# Version of the wan-tiny-teacher stage (tiny_teacher_artifact): bump it when it builds something else
+# for the same config, so cached ones are rebuilt (the rule: harness/versions.py).
+STAGE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ class WanWorld(World):
             state = model.transformer.state_dict()
             write_diffusers_folder(state, self.backbone_config, path / TEACHER_FOLDER)
 
-        return stages.stage("wan-tiny-teacher", config, build)
+        return stages.stage("wan-tiny-teacher", config, build, version=STAGE_VERSION)
 
     def _local_or_missing(self, stages: StageProvider, setting: str, hint: str) -> str:
         """The tiny teacher's folder for an unset part of the tiny preset; else a ConfigError naming it."""
