@@ -143,8 +143,10 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("HARNESS_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("WANDB_SILENT", "true")
-    if os.getcwd() not in sys.path:  # modules a study lists in allow_modules may live next to it, as with `python -m`
-        sys.path.insert(0, os.getcwd())
+    # Modules a study lists in allow_modules may live in the current folder, as with `python -m`; it goes
+    # last on the path, so a folder holding its own `methods/` or `harness/` cannot replace the project's.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     parser = build_parser()
     # jsonargparse reserves the spelling --print_config for its own config files; ours prints the study.
     argv = ["--print-config" if a == "--print_config" else a for a in (sys.argv[1:] if argv is None else argv)]

@@ -28,19 +28,80 @@ STUDY_KEYS_NOT_IN_RUNS = ("tracker", "executor", "presets", "description", "allo
 # ---------------------------------------------------------------------------------------------
 # Raw YAML handling
 # ---------------------------------------------------------------------------------------------
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found")
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, expected a study YAML file")
+# A study file is a few hundred nodes; these bounds stop a hostile one (an alias bomb, deep nesting)
+# before anything walks it, with room to spare for real files.
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 200_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits on nesting depth and on the tree's size once aliases expand.
+
+    An alias costs nothing to parse but every walk of the tree visits its anchor again, so the bound is
+    on the expanded size: a node's size counts an aliased anchor as often as it is referenced.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if id(node) not in self._sizes:
+            self._sizes[id(node)] = size = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+            if size > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_NODES} values once aliases are expanded "
+                                     "(an alias bomb?)")
+        return node
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` within :data:`MAX_YAML_DEPTH` and :data:`MAX_YAML_NODES`."""
+    loader = _BoundedLoader(text)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        if not path.exists():
+            raise ConfigError(f"{path}: file not found")
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, expected a study YAML file")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: malformed YAML: the file is not UTF-8 text") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(f"{str(path)!r}: not a usable file name ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = safe_load_bounded(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: malformed YAML{where}: {exc.problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a study file must be a mapping of keys, got {type(data).__name__}")
     return data
@@ -81,8 +142,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
         raise ConfigError(f"override '{text}': '{key}' is not a key path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safe_load_bounded(raw) if raw.strip() else ""
+    except (yaml.YAMLError, RecursionError):
         value = raw
     if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
         value = float(value)  # YAML 1.1 reads 1e-3 as a string; on a command line it is a number
@@ -106,23 +167,46 @@ def iter_class_paths(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from iter_class_paths(value, f"{path}[{i}]")
 
 
-def check_allowlist(raw: Mapping[str, Any], allow_modules: list[str], source: str) -> None:
-    """Refuse any class_path outside the project's packages and the study's ``allow_modules``.
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
-    Checked on the raw tree, before anything is imported: naming a module must not run its code.
+
+def _inside(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == ok or module.startswith(ok + ".") for ok in packages)
+
+
+def check_class_path(class_path: Any, allowed: tuple[str, ...], where: str) -> None:
+    """Refuse a plugin unless it is a class defined inside an allowed package.
+
+    The module part must lie in an allowed package before it is imported, so naming a module never
+    runs code from outside them; then the object must be a class whose ``__module__`` is inside an
+    allowed package too, which closes attribute chains such as ``harness.atomic.os.system``.
+    ``where`` is the message prefix naming the key.
     """
+    if not isinstance(class_path, str) or not _DOTTED.fullmatch(class_path):
+        raise ConfigError(f"{where}: {class_path!r} is not a dotted import path")
+    if "." not in class_path:
+        return  # a short name resolves only to an already-imported subclass of the slot's type
+    refuse = (f"{where}: '{class_path}' is not allowed; plugins must be classes defined in "
+              f"{', '.join(PROJECT_PACKAGES)} or in a module listed in the study's allow_modules")
+    module, name = class_path.rsplit(".", 1)
+    if not _inside(module, allowed):
+        raise ConfigError(refuse)
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import '{class_path}': {exc}") from None
+    except AttributeError:
+        raise ConfigError(f"{where}: cannot import '{class_path}': module '{module}' has no attribute "
+                          f"'{name}'") from None
+    if not inspect.isclass(obj) or not _inside(str(getattr(obj, "__module__", "")), allowed):
+        raise ConfigError(refuse)
+
+
+def check_allowlist(raw: Mapping[str, Any], allow_modules: list[str] | tuple[str, ...], source: str) -> None:
+    """Check every ``class_path`` of a raw config tree (see :func:`check_class_path`)."""
     allowed = PROJECT_PACKAGES + tuple(allow_modules)
     for key, class_path in iter_class_paths(raw):
-        if not isinstance(class_path, str) or not class_path:
-            raise ConfigError(f"{source}: key '{key}.class_path' must be a dotted import path")
-        if "." not in class_path:
-            continue  # a short name resolves only to an already-imported subclass
-        module = class_path.rsplit(".", 1)[0]
-        if not any(module == ok or module.startswith(ok + ".") for ok in allowed):
-            raise ConfigError(
-                f"{source}: key '{key}.class_path': '{class_path}' is not allowed; plugins must come from "
-                f"{', '.join(PROJECT_PACKAGES)} or a module listed in the study's allow_modules"
-            )
+        check_class_path(class_path, allowed, f"{source}: key '{key}.class_path'")
 
 
 # ---------------------------------------------------------------------------------------------

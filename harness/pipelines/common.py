@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..pipeline import Pipeline, RunContext
 from ..video import SampleMeta, write_video
 from ..worlds.base import World
@@ -17,6 +18,8 @@ ROW_METRICS = frozenset({"nfe", "latency_s"})
 
 REFERENCE_SEED = 10_000  # real videos the distribution scores compare against; the same for every run
 REFERENCE_PER_PROMPT = 2  # real videos per eval prompt in the distribution reference
+# A row's evaluation set: the paper's VBench rows are ~5k videos per model; far beyond that is a typo.
+MAX_ROW_VIDEOS = 200_000
 
 
 class WorldPipeline(Pipeline):
@@ -28,6 +31,35 @@ class WorldPipeline(Pipeline):
     def metric_names(self) -> set[str] | None:
         names = self.world.metric_names()
         return None if names is None else set(names) | ROW_METRICS
+
+
+def check_row_sizes(world: World, *, num_videos: int, videos_per_prompt: int = 1, num_reference: int = 0,
+                    save_videos: int = 0, trace_videos: int = 0) -> None:
+    """Refuse counts no row can mean, at validation time rather than after hours of training.
+
+    The upper bound names the memory the row's videos would take in backbone space, the least any
+    evaluator holds or writes for them.
+    """
+    counts = {"num_videos": (num_videos, 1), "videos_per_prompt": (videos_per_prompt, 1),
+              "num_reference": (num_reference, 0), "save_videos": (save_videos, 0), "trace_videos": (trace_videos, 0)}
+    for key, (value, low) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{key} must be a whole number >= {low}, got {value!r}")
+    shape = world.video_shape
+    per_video = 4 * shape.frames * shape.channels * shape.height * shape.width
+    for key in ("num_videos", "num_reference"):
+        value = counts[key][0]
+        if value > MAX_ROW_VIDEOS:
+            raise ConfigError(f"{key}={value} is more than {MAX_ROW_VIDEOS} videos: in backbone space alone they "
+                              f"would take {_human_bytes(value * per_video)} ({_human_bytes(per_video)} each)")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PB"
 
 
 def reference_videos(world: World, num_reference: int) -> tuple[np.ndarray, list[str]] | None:

@@ -15,7 +15,7 @@ from ..distributed import is_rank_zero
 from ..pipeline import RunContext
 from ..worlds.base import World
 from .batches import VideoBatch, checked_batch
-from .common import WorldPipeline, take_prompts
+from .common import WorldPipeline, check_row_sizes, take_prompts
 from .streaming import EvalStream, RowSampler
 
 
@@ -28,6 +28,8 @@ class _Reference(WorldPipeline):
     def __init__(self, world: World, num_videos: int = 32, videos_per_prompt: int = 2,
                  num_reference: int = 128, sample_seed: int = 0, save_videos: int = 4, sample_batch: int = 64,
                  resources: dict[str, float] | None = None):
+        check_row_sizes(world, num_videos=num_videos, videos_per_prompt=videos_per_prompt,
+                        num_reference=num_reference, save_videos=save_videos)
         self.world, self.num_videos, self.videos_per_prompt = world, num_videos, videos_per_prompt
         self.num_reference, self.sample_seed, self.save_videos = num_reference, sample_seed, save_videos
         self.sample_batch = checked_batch(sample_batch)
