@@ -22,7 +22,7 @@ from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
 
-from .config import LoadedStudy, deep_merge, format_parse_error, load_raw_study
+from .config import LoadedStudy, check_allowlist, deep_merge, format_parse_error, load_raw_study
 from .errors import ConfigError
 from .executors import Executor, InProcessExecutor
 from .identity import config_hash, short_hash
@@ -109,6 +109,7 @@ class ResolvedStudy:
     executor_config: dict[str, Any]
     allow_modules: list[str] = field(default_factory=list)
     preset: str | None = None
+    merged_rows: list[str] = field(default_factory=list)  # grid rows that collapsed into another's runs
 
 
 @functools.cache
@@ -190,9 +191,19 @@ def _init_parameters(class_path: str) -> set[str] | None:
 
 def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: list[int], source: str,
                 allow_modules: list[str] = (), run_overrides: Mapping[str, Any] | None = None) -> list[RunSpec]:
-    """Grid products × seeds → run specs, deduplicated by hash (first labels win).
+    """Grid products × seeds → run specs, one per distinct config (see :func:`expand_grid`)."""
+    return expand_grid(name, raw_pipeline, grid, seeds, source, allow_modules, run_overrides)[0]
 
-    ``run_overrides`` (the preset's and the command line's ``pipeline`` keys) are merged last.
+
+def expand_grid(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: list[int], source: str,
+                allow_modules: list[str] = (), run_overrides: Mapping[str, Any] | None = None,
+                ) -> tuple[list[RunSpec], list[str]]:
+    """Grid products × seeds → run specs, and a note for each pair of grid rows that merged.
+
+    ``run_overrides`` (the preset's and the command line's ``pipeline`` keys) are merged last. Every
+    merged point passes the allowlist before it is parsed: a grid level or a sweep point may name a
+    class_path too. Rows that resolve to the same config are one run under the first row's labels
+    (``--set`` over an axis collapses it on purpose); the notes let commands say so.
     """
     points: list[tuple[dict[str, str], dict[str, Any], str]] = []
     for gi, product in enumerate(grid or [{}]):
@@ -206,8 +217,10 @@ def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
             if run_overrides:
                 merged = deep_merge(merged, _accepted_overrides(run_overrides, merged))
             where = f"grid[{gi}]" + "".join(f".{a}.{lvl}" for a, lvl in labels.items())
+            check_allowlist({"pipeline": merged}, allow_modules, f"{source}: {where}")
             points.append((labels, merged, where))
     runs: dict[str, RunSpec] = {}
+    merged_rows: dict[str, str] = {}
     for labels, merged, where in points:
         try:
             resolved = resolve_pipeline(merged, source, where)
@@ -217,8 +230,16 @@ def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
         for seed in seeds:
             config = {"pipeline": resolved, "seed": int(seed), "versions": versions}
             full = config_hash(config)
-            runs.setdefault(full, RunSpec(name, labels, int(seed), config, full, tuple(allow_modules)))
-    return list(runs.values())
+            first = runs.setdefault(full, RunSpec(name, labels, int(seed), config, full, tuple(allow_modules)))
+            if first.labels != labels:
+                merged_rows.setdefault(_row_name(labels), _row_name(first.labels))
+    notes = [f"grid row {row} has the same config as {kept}: they are one run, labelled {kept}"
+             for row, kept in merged_rows.items()]
+    return list(runs.values()), notes
+
+
+def _row_name(labels: Mapping[str, str]) -> str:
+    return "/".join(labels.values()) or "pipeline"
 
 
 def resolve_study(loaded: LoadedStudy) -> ResolvedStudy:
@@ -228,16 +249,27 @@ def resolve_study(loaded: LoadedStudy) -> ResolvedStudy:
     config = cfg.as_dict()
     if not config["seeds"]:
         raise ConfigError(f"{source}: key 'seeds' must list at least one seed")
-    if not str(config["name"]).strip() or "/" in config["name"] or config["name"].startswith("."):
-        raise ConfigError(f"{source}: key 'name' must be a plain folder name, got {config['name']!r}")
+    _check_name(config["name"], source)
     # Overrides come from the raw tree: the typed parse reads values under `Any` as YAML ("1" → 1).
-    runs = expand_runs(config["name"], loaded.raw["pipeline"], loaded.raw.get("grid") or [], config["seeds"],
-                       source, config["allow_modules"], loaded.run_overrides)
+    runs, notes = expand_grid(config["name"], loaded.raw["pipeline"], loaded.raw.get("grid") or [],
+                              config["seeds"], source, config["allow_modules"], loaded.run_overrides)
     return ResolvedStudy(
         name=config["name"], source=loaded.path, config=config, runs=runs,
         tracker_config=config["tracker"], executor_config=config["executor"],
-        allow_modules=list(config["allow_modules"]), preset=loaded.preset,
+        allow_modules=list(config["allow_modules"]), preset=loaded.preset, merged_rows=notes,
     )
+
+
+MAX_NAME_LEN = 128
+
+
+def _check_name(name: str, source: str) -> None:
+    """The study name becomes a folder: one plain path component, printable, of a sane length."""
+    plain = (name.strip() and not name.startswith(".") and len(name) <= MAX_NAME_LEN
+             and not any(c in name for c in "/\\") and all(c.isprintable() for c in name))
+    if not plain:
+        raise ConfigError(f"{source}: key 'name' must be a plain folder name (printable, no '/' or '\\', not "
+                          f"starting with '.', at most {MAX_NAME_LEN} characters), got {name!r}")
 
 
 def load_study(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> ResolvedStudy:
@@ -257,8 +289,9 @@ def instantiate_plugin(config: Mapping[str, Any], base: type, source: str, key: 
     cfg = _parse(parser, {key: dict(config)}, source)
     try:
         return getattr(parser.instantiate(cfg), key)
-    except ConfigError:
-        raise
+    except ConfigError as exc:  # a constructor's own check: say which file and plugin it is about
+        text = str(exc)
+        raise ConfigError(text if text.startswith(f"{source}: ") else f"{source}: key '{key}': {text}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: key '{key}': {exc}") from None
 
@@ -279,6 +312,8 @@ def check_instantiable(study: ResolvedStudy) -> list[str]:
         try:
             instantiate_plugin(run.config["pipeline"], Pipeline, source, "pipeline")
         except ConfigError as exc:
+            if not run.labels:
+                raise
             raise ConfigError(str(exc).replace(f"{source}: ", f"{source}: run {where}: ", 1)) from None
         built.append(where)
     return built
