@@ -13,6 +13,7 @@ from .provenance import collect, utc_now
 from .runner import BUSY, CACHED, RunJob, RunOutcome
 from .store import COMPLETE, FAILED, RunStore
 from .study import ResolvedStudy
+from .versions import add_ls_flags
 
 DEFAULT_RUNS_DIR = "runs"
 STAGE_CACHE_DIRNAME = ".stages"
@@ -131,6 +132,7 @@ def ls_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
         p for p in root.iterdir() if p.is_dir() and (p / "study.json").exists()) if root.is_dir() else []
     rows = []
     for sdir in study_dirs:
+        first = len(rows)
         store = RunStore(sdir.parent, sdir.name)
         order = {r["hash"]: i for i, r in enumerate((store.read_manifest() or {}).get("runs", []))}
         for run_dir in sorted(store.runs(), key=lambda d: (order.get(d.hash, len(order)), d.hash)):
@@ -150,4 +152,5 @@ def ls_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
                 "headline": f"{headline}={metric:.4g}" if isinstance(metric, (int, float)) else "-",
                 "reason": status.get("reason"),
             })
+        add_ls_flags(rows[first:], sdir)  # outdated versions, another commit (harness/versions.py)
     return rows

@@ -116,16 +116,21 @@ def current_versions(config: Any) -> dict[str, int | None]:
     return out
 
 
-def version_changes(recorded: Mapping[str, Any] | None, config: Any) -> list[str]:
-    """``"methods.asd.ASD 1→2"`` for each class whose recorded version is not the current code's."""
-    recorded = dict(recorded or {})
+Change = tuple[str, Any, Any]  # (class path, recorded version, current version); None: absent
+
+
+def version_changes(recorded: Mapping[str, Any] | None, config: Any) -> list[Change]:
+    """Each class whose recorded version is not the current code's for ``config``."""
+    recorded = dict(recorded) if isinstance(recorded, Mapping) else {}
     current = current_versions(config)
-    changes = []
-    for name in sorted(set(recorded) | set(current)):
-        old, new = recorded.get(name), current.get(name)
-        if old != new:
-            changes.append(f"{name} {'?' if old is None else old}→{'?' if new is None else new}")
-    return changes
+    return [(name, recorded.get(name), current.get(name)) for name in sorted(set(recorded) | set(current))
+            if recorded.get(name) != current.get(name)]
+
+
+def format_change(change: Change) -> str:
+    """``ASD 1→2`` (the class's own name: compact; ``?`` where a side has none)."""
+    name, old, new = change
+    return f"{name.rsplit('.', 1)[-1]} {'?' if old is None else old}→{'?' if new is None else new}"
 
 
 # -- flags for `harness ls` and the report ---------------------------------------------------------
@@ -138,18 +143,22 @@ SHORT_COMMIT = 7
 class RunFlags:
     """Why a complete run may not belong with the rest of its study."""
 
-    outdated: list[str] = field(default_factory=list)  # version changes since it was computed
+    outdated: list[Change] = field(default_factory=list)  # version changes since it was computed
+    unversioned: bool = False  # computed before versions were recorded
     commit: str | None = None  # its git commit, when not the study's
     study_commit: str | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.outdated or self.commit)
+        return bool(self.outdated or self.unversioned or self.commit)
 
     @property
     def text(self) -> str:
+        """``outdated: ASD 1→2; commit 1a2b3c4 ≠ study's 5d6e7f8`` (what ``ls`` and the report show)."""
         parts = []
-        if self.outdated:
-            parts.append("outdated: " + ", ".join(self.outdated))
+        if self.unversioned:
+            parts.append("outdated: no versions recorded")
+        elif self.outdated:
+            parts.append("outdated: " + ", ".join(format_change(c) for c in self.outdated))
         if self.commit:
             parts.append(f"commit {self.commit} ≠ study's {self.study_commit}")
         return "; ".join(parts)
@@ -197,7 +206,10 @@ def study_flags(complete: Iterable[tuple[Path, Mapping[str, Any] | None]]) -> di
         config = config if config is not None else _read_config(path)
         flag = RunFlags()
         if isinstance(config.get("pipeline"), Mapping):
-            flag.outdated = version_changes(config.get("versions"), config["pipeline"])
+            if "versions" not in config:
+                flag.unversioned = True
+            else:
+                flag.outdated = version_changes(config["versions"], config["pipeline"])
         provenance = _read_json(path / PROVENANCE_FILE)
         label = _commit_label(provenance)
         if label is not None:
@@ -211,3 +223,11 @@ def study_flags(complete: Iterable[tuple[Path, Mapping[str, Any] | None]]) -> di
             if label != study_commit:
                 flags[name].commit, flags[name].study_commit = label, study_commit
     return {name: flag for name, flag in flags.items() if flag}
+
+
+def add_ls_flags(rows: list[dict[str, Any]], study_dir: Path) -> None:
+    """Set ``row["flag"]`` on the complete rows of one study's ``harness ls`` rows that have one."""
+    flags = study_flags((Path(study_dir) / row["hash"], None) for row in rows if row.get("status") == "complete")
+    for row in rows:
+        if row["hash"] in flags:
+            row["flag"] = flags[row["hash"]].text

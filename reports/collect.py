@@ -19,8 +19,10 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.store import COMPLETE, RUNNING, STUDY_MANIFEST, RunDir, RunStore
+from harness.versions import study_flags
 
 STAGES_DIRNAME = ".stages"
+OUTDATED = "outdated"  # a complete run whose code versions are not the current code's (harness/versions.py)
 MISSING_LABEL = "—"
 
 # Row identity of the paper's tables, and result fields that describe a run rather than score it.
@@ -184,6 +186,7 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
             reason = f": {row['reason']}" if row["reason"] else ""
             problems.append(f"{where}: {row['state']}{reason}; left out of the tables")
         rows.append(row)
+    problems += _flag_rows(name, folder, rows)
     if orphans:
         problems.append(f"{name}: {orphans} run folder(s) not in the current study.json (an earlier version of "
                         "the study) left out")
@@ -197,6 +200,28 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
         problems.insert(0, f"{name}: no complete runs yet ({len(runs)} run folders); the tables are empty")
     return StudyData(name, folder, manifest, runs, order_columns(metric_keys), problems,
                      stages_dir if stages_dir is not None else folder.parent / STAGES_DIRNAME)
+
+
+def _flag_rows(name: str, folder: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """Complete runs computed by other code than the rest of the study (see :mod:`harness.versions`):
+    an *outdated* one (its recorded plugin/stage versions are not the current code's) becomes state
+    ``outdated`` and is left out of the tables, since ``harness run`` would recompute it; one at another
+    git commit than most of the study is kept. Both get a ``flag`` and a problem line."""
+    flags = study_flags((folder / row["hash"], None) for row in rows if row["state"] == COMPLETE)
+    problems = []
+    for row in rows:
+        flag = flags.get(row["hash"])
+        if flag is None:
+            continue
+        row["flag"] = flag.text
+        where = f"{name}/{row['hash']} ({_describe(row)})"
+        if flag.outdated or flag.unversioned:
+            row["state"], row["reason"] = OUTDATED, "computed by older code"
+            problems.append(f"{where}: {flag.text}: computed by older code; left out of the tables "
+                            "(`harness run` recomputes it)")
+        else:
+            problems.append(f"{where}: {flag.text}; kept in the tables")
+    return problems
 
 
 def _missing_metric_problems(name: str, runs: pd.DataFrame, keys: list[str]) -> list[str]:

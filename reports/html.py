@@ -31,6 +31,11 @@ figcaption { font-size: 0.9em; color: #444; } pre { background: #f6f6f6; padding
 """
 
 
+RUNS_NOTE = ("A complete run whose recorded plugin or stage versions are not the current code's is "
+             "outdated: left out of the tables (harness run recomputes it). A run computed at another git "
+             "commit than most of the study is kept in the tables and flagged.")
+
+
 @dataclass
 class StudyPage:
     """What one study's page shows; built by :func:`reports.build_report`."""
@@ -70,7 +75,7 @@ def _pre(text: str, scrub: list[str]) -> str:
 
 
 def _runs_table(runs: pd.DataFrame) -> str:
-    columns = [c for c in ("hash", "method", "steps", "seed", "state", "seconds", "reason") if c in runs]
+    columns = [c for c in ("hash", "method", "steps", "seed", "state", "seconds", "reason", "flag") if c in runs]
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for _, run in runs.iterrows():
@@ -96,7 +101,7 @@ def render_study(page: StudyPage) -> str:
              "<h2>Results</h2>", f'<div class="scroll">{page.table_html}</div>', f"<p>Also as {links}.</p>"]
     if page.figures:
         body += ["<h2>Figures</h2>", *(_figure(f) for f in page.figures)]
-    body += ["<h2>Runs</h2>", _runs_table(page.runs),
+    body += ["<h2>Runs</h2>", f"<p>{_e(RUNS_NOTE)}</p>", _runs_table(page.runs),
              "<h2>Resolved study config</h2>",
              _pre(yaml.safe_dump(manifest.get("config") or {}, sort_keys=False, allow_unicode=True), page.scrub),
              "<h2>Provenance</h2>",

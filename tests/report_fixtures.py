@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from harness.evaluation.cosine import X0Trace, cosine_similarity_matrices
+from harness.versions import code_versions
 from harness.video import SampleMeta, write_video
 
 STUDY = "ablation_asd"
@@ -82,6 +83,7 @@ def _write_run(study_dir: Path, run: dict, metrics: dict | None, state: str, rea
     config = {"study": STUDY, "hash": run["hash"] * 4, "labels": run["labels"], "seed": run["seed"],
               "pipeline": {"class_path": "harness.pipelines.distill.DistillAndEvaluate",
                            "init_args": {"schedule": run["labels"]["steps"]}}}
+    config["versions"] = code_versions(config["pipeline"])  # computed by the current code: not outdated
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     status = {"state": state, "seconds": 12.5, **({"reason": reason} if reason else {})}
     (folder / "status.json").write_text(json.dumps(status))

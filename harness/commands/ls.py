@@ -8,6 +8,8 @@ from ..driver import ls_rows
 from ..errors import ConfigError
 
 COLUMNS = ("study", "hash", "variant", "seed", "status", "duration_s", "headline")
+FLAG_LEGEND = ("flag: outdated = older plugin/stage versions (recomputed by `harness run`, left out of reports); "
+               "commit = not the study's usual git commit")
 
 
 def _cell(value) -> str:
@@ -19,10 +21,11 @@ def _cell(value) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    cells = [[_cell(r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(COLUMNS)]
+    columns = COLUMNS + ("flag",) if any(r.get("flag") for r in rows) else COLUMNS
+    cells = [[_cell(r.get(c)) if c != "flag" else r.get(c) or "" for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(row) for row in cells])
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
 
 def ls(runs_dir: Path = Path("runs")) -> int:
@@ -34,6 +37,8 @@ def ls(runs_dir: Path = Path("runs")) -> int:
         print(f"{runs_dir}: no runs yet")
         return 0
     print(format_table(rows))
+    if any(r.get("flag") for r in rows):
+        print(FLAG_LEGEND)
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
         print(f"failed {r['hash']} ({r['variant']}, seed {r['seed']}): {r['reason']}")
