@@ -1,8 +1,14 @@
-"""Checkpoints of a run, saved atomically and loaded without unpickling arbitrary objects."""
+"""Checkpoints of a run, saved atomically and loaded without unpickling arbitrary objects.
+
+A resume starts from the newest checkpoint that loads (:meth:`CheckpointStore.latest`): a corrupt one is
+renamed ``step-XXXXXXXX.pt.corrupt`` with a warning, so it is never tried again and nothing is lost.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -10,6 +16,8 @@ from typing import Any
 
 from .atomic import atomic_write_bytes
 from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -52,14 +60,49 @@ class CheckpointStore:
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint not found: {path.name}") from None
         except Exception as exc:  # noqa: BLE001 - torch raises several types for truncated or foreign files
-            raise CheckpointError(f"checkpoint {path.name} is corrupt or not a harness checkpoint: {exc}") from None
+            raise CheckpointError(f"checkpoint {path.name} is corrupt or not a harness checkpoint "
+                                  f"({_why_unloadable(exc)})") from None
         if not isinstance(blob, dict) or "state" not in blob:
             raise CheckpointError(f"checkpoint {path.name} is not a harness checkpoint (no 'state' entry)")
         return blob["state"]
 
     def latest(self, map_location: str = "cpu") -> tuple[int, dict[str, Any]] | None:
-        """The newest checkpoint as ``(step, state)``, or None when there is none."""
-        steps = self.steps()
-        if not steps:
-            return None
-        return steps[-1], self.load(steps[-1], map_location)
+        """The newest checkpoint that loads, as ``(step, state)``; None when there is none.
+
+        Each newer one that does not load is set aside (:meth:`_set_aside`) with a warning naming it, so a
+        disk fault in the last checkpoint costs the steps since the one before, not the run."""
+        for step in reversed(self.steps()):
+            try:
+                return step, self.load(step, map_location)
+            except CheckpointError as exc:
+                if not self.path(step).exists():  # pruned by a concurrent save: not corrupt
+                    continue
+                self._set_aside(self.path(step), str(exc))
+        return None
+
+    def newest_valid_step(self) -> int | None:
+        """The step :meth:`latest` resumes from (loading memory-maps, so checking is cheap)."""
+        found = self.latest()
+        return None if found is None else found[0]
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        target = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            log.warning("%s; skipped (could not rename it: %s)", why, exc.strerror or exc)
+            return
+        log.warning("%s; skipped, kept as %s", why, target)
+
+
+def _why_unloadable(exc: Exception) -> str:
+    """torch's reason in a few words, never its advice to retry with ``weights_only=False`` (that would
+    run whatever code the file holds)."""
+    text = " ".join(str(exc).split())
+    if "Unsupported global" in text:
+        return "refused to unpickle arbitrary objects"
+    if "WeightsUnpickler error:" in text:  # bytes the safe unpickler cannot parse: not a pickle at all
+        detail = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+        return f"unreadable bytes: {detail}" if detail else "unreadable bytes"
+    first = text.split(". ")[0].strip()
+    return first if first and "weights_only" not in first else type(exc).__name__

@@ -11,7 +11,7 @@ from .executors import Executor
 from .progress import StudyProgress
 from .provenance import collect, utc_now
 from .runner import BUSY, CACHED, RunJob, RunOutcome
-from .store import COMPLETE, FAILED, RunStore
+from .store import COMPLETE, CORRUPT, FAILED, RunStore, require_writable_folder
 from .study import ResolvedStudy
 from .versions import add_ls_flags
 
@@ -22,6 +22,16 @@ STAGE_CACHE_DIRNAME = ".stages"
 def default_cache_dir(runs_dir: str | Path) -> Path:
     """Shared by every study under one runs folder, so a teacher is trained once per world config."""
     return Path(os.environ.get("HARNESS_CACHE_DIR") or Path(runs_dir) / STAGE_CACHE_DIRNAME)
+
+
+def check_output_folders(runs_dir: str | Path, cache_dir: str | Path | None = None) -> None:
+    """The runs folder and the stage cache are folders this process can write (or create): checked by
+    ``run``, ``sweep`` and ``worker`` before anything is written, so a bad one is one line, not a traceback."""
+    require_writable_folder(runs_dir, "--runs-dir")
+    if cache_dir is not None:
+        require_writable_folder(cache_dir, "--cache-dir")
+    elif os.environ.get("HARNESS_CACHE_DIR"):
+        require_writable_folder(os.environ["HARNESS_CACHE_DIR"], "$HARNESS_CACHE_DIR")
 
 
 @dataclass
@@ -78,7 +88,7 @@ def run_study(study: ResolvedStudy, executor: Executor, *, runs_dir: str | Path,
     todo: list[RunJob] = []
     for spec in study.runs:
         run_dir = store.run(spec.short)
-        if not force and run_dir.read_status().get("state") == COMPLETE:
+        if not force and run_dir.is_complete():  # a garbled status/result is not complete: it reruns
             result = run_dir.read_result() or {}
             summary.outcomes.append(RunOutcome(spec.hash, spec.name, CACHED, metrics=result.get("metrics", {}),
                                                headline=result.get("headline")))
@@ -107,12 +117,13 @@ def _await_elsewhere(store: RunStore, job: RunJob) -> RunOutcome:
     run_dir = store.run(job.spec.short)
     with run_dir.lock():
         status = run_dir.read_status()
-    result = run_dir.read_result() or {}
+    result = run_dir.read_result()
     state = status.get("state")
-    if state == COMPLETE:
+    if state == COMPLETE and result is not None:
         return RunOutcome(job.spec.hash, job.spec.name, CACHED, metrics=result.get("metrics", {}),
                           headline=result.get("headline"))
-    return RunOutcome(job.spec.hash, job.spec.name, FAILED, reason=status.get("reason", f"ended as {state}"))
+    why = "complete, but result.json is missing or unreadable" if state == COMPLETE else f"ended as {state}"
+    return RunOutcome(job.spec.hash, job.spec.name, FAILED, reason=status.get("reason", why))
 
 
 def make_executor(study: ResolvedStudy, workers: int | None) -> Executor:
@@ -139,11 +150,14 @@ def ls_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
             cfg = run_dir.read_config() or {}
             status = run_dir.read_status()
             result = run_dir.read_result() or {}
-            headline = result.get("headline")
-            metric = result.get("metrics", {}).get(headline) if headline else None
+            headline, metrics = result.get("headline"), result.get("metrics")
+            metric = metrics.get(headline) if isinstance(metrics, dict) and isinstance(headline, str) else None
             state = status.get("state", "pending")
             if state == "running" and run_dir.is_stale():
                 state = "stale"
+            unreadable = run_dir.unreadable()
+            if unreadable:  # shown, never fatal: the next `harness run` sets the files aside and reruns it
+                state, status = CORRUPT, {**status, "reason": "; ".join(unreadable)}
             labels = cfg.get("labels") or {}
             rows.append({
                 "study": cfg.get("study", sdir.name), "hash": run_dir.hash,

@@ -21,6 +21,15 @@ class CheckpointError(HarnessError):
     """A checkpoint that is missing, corrupt or does not match the model it is loaded into."""
 
 
+class CorruptFileError(HarnessError):
+    """A run-store file that exists but cannot be read (garbage, bad UTF-8, not a JSON object)."""
+
+
+class DiskFullError(HarnessError):
+    """No space left (ENOSPC/EDQUOT) where a run writes: every later run would fail the same way, so the
+    study stops; the message names the folder."""
+
+
 class MissingDependencyError(HarnessError):
     """An optional package needed by the chosen feature is not installed."""
 

@@ -189,10 +189,15 @@ class ProcessPoolExecutor(Executor):
                 with _Pool(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
                            initargs=(self.threads_per_worker,)) as pool:
                     pending: set[Future] = {pool.submit(_run_in_child, job, events) for job in handles}
-                    while pending:
-                        done, pending = _wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in done:
-                            yield fut.result()
+                    try:
+                        while pending:
+                            done, pending = _wait(pending, return_when=FIRST_COMPLETED)
+                            for fut in done:
+                                yield fut.result()
+                    except BaseException:  # e.g. a full disk ends the study: start no queued run
+                        for fut in pending:
+                            fut.cancel()
+                        raise
             finally:
                 stop.set()
                 if pump.is_alive():

@@ -9,9 +9,11 @@ with no tracker, and act on rank 0's answer whenever the pipeline reports to a s
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import os
 import pickle
 import sys
 import tempfile
@@ -26,7 +28,7 @@ from typing import Any
 from . import distributed
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .checkpoints import CheckpointStore
-from .errors import HarnessError, TrainingDiverged
+from .errors import DiskFullError, HarnessError, TrainingDiverged
 from .pipeline import Pipeline, Reporter, RunContext, RunPruned
 from .provenance import collect, utc_now
 from .stages import StageCache
@@ -105,7 +107,10 @@ class _Monitor:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             with self.lock:
-                self.run_dir.touch_heartbeat(**self.where)
+                try:
+                    self.run_dir.touch_heartbeat(**self.where)
+                except OSError as exc:  # a full disk: the run's own writes fail next and say so
+                    log.warning("heartbeat of %s not written: %s", self.run_dir.path, exc.strerror or exc)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -144,7 +149,7 @@ def execute_run(job: RunJob, progress: ProgressSink | None = None, reporter: Rep
         return RunOutcome(spec.hash, spec.name, BUSY)
     try:
         status = run_dir.read_status()
-        if status.get("state") == COMPLETE and not job.force:
+        if run_dir.is_complete() and not job.force:
             _tell_followers(False)
             result = run_dir.read_result() or {}
             return RunOutcome(spec.hash, spec.name, CACHED, metrics=result.get("metrics", {}),
@@ -162,10 +167,15 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
                     reporter: Reporter | None = None) -> RunOutcome:
     spec = job.spec
     started, t0 = utc_now(), time.time()
-    attempts = int(previous.get("attempts", 0)) + 1
-    run_dir.write_config({"study": spec.study, "hash": spec.hash, "labels": spec.labels, **spec.config})
+    attempts = previous.get("attempts")
+    attempts = (attempts if isinstance(attempts, int) else 0) + 1
     monitor = _Monitor(run_dir, progress, job.heartbeat_s)
-    monitor.status(RUNNING, started=started, attempts=attempts, stage="starting", step=None, total=None)
+    try:
+        run_dir.set_aside_unreadable()  # a garbled status/result/config is kept as <name>.corrupt
+        run_dir.write_config({"study": spec.study, "hash": spec.hash, "labels": spec.labels, **spec.config})
+        monitor.status(RUNNING, started=started, attempts=attempts, stage="starting", step=None, total=None)
+    except OSError as exc:
+        return _record_failure(spec, run_dir, monitor, None, exc, t0, None)
     tracker = GuardedTracker(_make_tracker(job))
     tracker.start(RunInfo(id=spec.short, name=spec.name, group=spec.study, job_type=spec.job_type,
                           config=scrub_secrets({"labels": spec.labels, **spec.config}),
@@ -179,9 +189,8 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
                          stages=_stage_cache(job), tracker=tracker,
                          progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}),
                          reporter=_shared_decision(reporter) if distributed.is_distributed() else reporter)
-        steps = ctx.checkpoints.steps()
-        if steps:
-            resumed_from = steps[-1]
+        resumed_from = ctx.checkpoints.newest_valid_step()
+        if resumed_from is not None:
             run_dir.truncate_metrics_after(resumed_from)
         elif run_dir.metrics_path.exists():
             run_dir.metrics_path.unlink()
@@ -189,25 +198,18 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     except BaseException as exc:
         monitor.stop()
         if isinstance(exc, RunPruned):  # not an error: the sweep chose to stop it; resumable like any run
-            monitor.status(FAILED, reason=str(exc), pruned_step=exc.step, ended=utc_now(),
-                           seconds=round(time.time() - t0, 3))
-            tracker.finish(FAILED)
-            return RunOutcome(spec.hash, spec.name, PRUNED, time.time() - t0, str(exc), resumed_from=resumed_from)
-        reason = _one_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-        atomic_write_text(run_dir.path / "error.log", "".join(traceback.format_exception(exc)))
-        monitor.status(FAILED, reason=reason, ended=utc_now(), seconds=round(time.time() - t0, 3))
-        tracker.finish(FAILED)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        return RunOutcome(spec.hash, spec.name, FAILED, time.time() - t0, reason, resumed_from=resumed_from)
+            return _record_pruned(spec, run_dir, monitor, tracker, exc, t0, resumed_from)
+        return _record_failure(spec, run_dir, monitor, tracker, exc, t0, resumed_from)
     monitor.stop()
     seconds = time.time() - t0
     headline = getattr(pipeline, "headline", None)
-    run_dir.write_result({"metrics": metrics, "headline": headline, "seconds": round(seconds, 3),
-                          "resumed_from": resumed_from})
-    atomic_write_json(run_dir.provenance_path, {**collect(), "started": started, "ended": utc_now(),
-                                                 "seconds": round(seconds, 3), "attempts": attempts})
-    monitor.status(COMPLETE, ended=utc_now(), seconds=round(seconds, 3), stage="done")
+    try:
+        _commit(run_dir, monitor, {"metrics": metrics, "headline": headline, "seconds": round(seconds, 3),
+                                   "resumed_from": resumed_from},
+                {**collect(), "started": started, "ended": utc_now(), "seconds": round(seconds, 3),
+                 "attempts": attempts})
+    except OSError as exc:
+        return _record_failure(spec, run_dir, monitor, tracker, exc, t0, resumed_from)
     tracker.summary(metrics)
     tracker.finish(COMPLETE)
     monitor.event({"run": spec.short, "event": "end"})
@@ -215,8 +217,83 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
                       resumed_from=resumed_from)
 
 
+def _commit(run_dir: RunDir, monitor: _Monitor, result: dict[str, Any], provenance: dict[str, Any]) -> None:
+    """result.json right before the complete status, the run's commit point: if that status cannot be
+    written, result.json goes again, so no run is left ``running`` with a result."""
+    atomic_write_json(run_dir.provenance_path, provenance)
+    run_dir.write_result(result)
+    try:
+        monitor.status(COMPLETE, ended=utc_now(), seconds=result["seconds"], stage="done")
+    except BaseException:
+        try:
+            run_dir.result_path.unlink(missing_ok=True)
+        except OSError:  # a read-only disk: the status still says running, so the run is recomputed
+            pass
+        raise
+
+
+def _record_pruned(spec: RunSpec, run_dir: RunDir, monitor: _Monitor, tracker: Tracker, exc: RunPruned,
+                   t0: float, resumed_from: int | None) -> RunOutcome:
+    try:
+        monitor.status(FAILED, reason=str(exc), pruned_step=exc.step, ended=utc_now(),
+                       seconds=round(time.time() - t0, 3))
+    except OSError as err:
+        return _record_failure(spec, run_dir, monitor, tracker, err, t0, resumed_from)
+    tracker.finish(FAILED)
+    return RunOutcome(spec.hash, spec.name, PRUNED, time.time() - t0, str(exc), resumed_from=resumed_from)
+
+
+def _record_failure(spec: RunSpec, run_dir: RunDir, monitor: _Monitor, tracker: Tracker | None,
+                    exc: BaseException, t0: float, resumed_from: int | None) -> RunOutcome:
+    """Mark the run failed with its reason and traceback, as far as the disk allows; never raises on its
+    own account. Re-raises an interrupt, and raises :class:`DiskFullError` when the disk is full (every
+    later run would fail the same way), after marking the run."""
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
+    full = _disk_full(exc)
+    try:
+        atomic_write_text(run_dir.path / "error.log", "".join(traceback.format_exception(exc)))
+    except OSError as err:
+        full = full or _disk_full(err)
+        log.warning("run %s: error.log not written (%s)", spec.name, err.strerror or err)
+    marked = True
+    try:
+        monitor.status(FAILED, reason=reason, ended=utc_now(), seconds=round(time.time() - t0, 3))
+    except OSError as err:
+        full, marked = full or _disk_full(err), False
+        log.warning("run %s: not marked failed (%s); it reads as stale until rerun", spec.name, err.strerror or err)
+    if tracker is not None:
+        tracker.finish(FAILED)
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise exc
+    if full is not None:
+        raise DiskFullError(_disk_full_message(full, run_dir.path, spec.name, marked)) from None
+    return RunOutcome(spec.hash, spec.name, FAILED, time.time() - t0, reason, resumed_from=resumed_from)
+
+
+def _disk_full(exc: BaseException | None) -> OSError | None:
+    """The out-of-space error (ENOSPC, EDQUOT) behind ``exc``, following its causes."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _disk_full_message(err: OSError, run_folder: Path, run: str, marked: bool) -> str:
+    folder = Path(err.filename).parent if err.filename else run_folder
+    mount = folder.resolve()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    state = "marked failed" if marked else "could not be marked failed"
+    return (f"{err.strerror or 'no space left'} writing to {folder} (the disk mounted at {mount}); run {run} "
+            f"{state}; the study stops here: free space there, then rerun")
+
+
 def _stage_cache(job: RunJob) -> StageCache:
-    return distributed.RankStageCache(job.cache_root) if distributed.is_distributed() else StageCache(job.cache_root)
+    """A forced run rebuilds the partial build folders of the stages it asks for (never a complete stage)."""
+    cls = distributed.RankStageCache if distributed.is_distributed() else StageCache
+    return cls(job.cache_root, rebuild_partial=job.force)
 
 
 # -- ranks other than 0 under torchrun ------------------------------------------------------------
@@ -243,6 +320,9 @@ class _ReadOnlyCheckpoints(CheckpointStore):
 
     def save(self, step: int, state: dict[str, Any]) -> Path:
         return self.path(step)
+
+    def _set_aside(self, path: Path, why: str) -> None:  # rank 0 renames; followers only skip
+        log.warning("%s; skipped", why)
 
 
 @dataclass

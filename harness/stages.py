@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json
+from .errors import CheckpointError
 from .identity import canonical_json, config_hash, short_hash
 from .locks import FileLock
 from .provenance import collect, utc_now
@@ -54,10 +55,16 @@ def stage_key(name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | 
 
 
 class StageCache:
-    """Folder of built artifacts: ``<root>/<name>/<key>/`` with a ``stage.json`` once complete."""
+    """Folder of built artifacts: ``<root>/<name>/<key>/`` with a ``stage.json`` once complete.
 
-    def __init__(self, root: str | Path):
+    ``rebuild_partial`` (``harness run --force``): a stage this cache builds starts from an empty build
+    folder instead of resuming what an earlier build left (a corrupt checkpoint, say). A complete stage is
+    never rebuilt: other runs and studies use it.
+    """
+
+    def __init__(self, root: str | Path, rebuild_partial: bool = False):
         self.root = Path(root)
+        self.rebuild_partial = rebuild_partial
 
     def path_for(self, name: str, key: str) -> Path:
         return self.root / name / short_hash(key)
@@ -97,9 +104,11 @@ class StageCache:
             # One builder at a time (the lock), so the build folder is stable: a build that was killed
             # or raised leaves its checkpoints there and the next build resumes from them.
             tmp = final.parent / f".{final.name}.building"
+            if self.rebuild_partial and tmp.exists():
+                shutil.rmtree(tmp)
             tmp.mkdir(parents=True, exist_ok=True)
             started = time.time()
-            build(tmp)
+            _build_in(tmp, build)
             atomic_write_json(
                 tmp / MANIFEST,
                 {
@@ -119,6 +128,15 @@ class StageCache:
             return Artifact(name, key, final)
         finally:
             lock.release()
+
+
+def _build_in(folder: Path, build: Callable[[Path], Any]) -> None:
+    """``build(folder)``; a checkpoint it cannot use names the build folder and how to start it afresh."""
+    try:
+        build(folder)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (stage build folder {folder}: delete it, or rerun with --force, "
+                              "to rebuild the stage from scratch)") from exc
 
 
 def json_ready(config: Mapping[str, Any]) -> Any:

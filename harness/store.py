@@ -8,6 +8,8 @@ heartbeat, stage), ``metrics.jsonl``, ``result.json``, ``provenance.json``, ``ch
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,11 +20,16 @@ from typing import Any
 import yaml
 
 from .atomic import append_line, atomic_write_json, atomic_write_yaml, read_jsonl, truncate_jsonl_after
+from .errors import ConfigError, CorruptFileError
 from .locks import FileLock
 from .provenance import utc_now
 
+log = logging.getLogger(__name__)
+
 PENDING, RUNNING, COMPLETE, FAILED = "pending", "running", "complete", "failed"
 STATES = (PENDING, RUNNING, COMPLETE, FAILED)
+CORRUPT = "corrupt"  # never written: how readers show a run whose status.json/result.json/config.yaml is unreadable
+CORRUPT_SUFFIX = ".corrupt"
 
 HEARTBEAT_INTERVAL_S = 10.0
 
@@ -73,17 +80,25 @@ class RunDir:
 
     # -- status ------------------------------------------------------------------------------
     def read_status(self) -> dict[str, Any]:
+        """The stored status; ``{"state": "corrupt", "reason": ...}`` when status.json cannot be read
+        (atomic writes make that a disk fault or a hand edit): such a run is not complete, so it reruns."""
         try:
-            return json.loads(self.status_path.read_text())
-        except FileNotFoundError:
+            status = read_json_object(self.status_path)
+        except CorruptFileError as exc:
+            return {"state": CORRUPT, "reason": str(exc)}
+        if status is None:
             return {"state": PENDING}
-        except json.JSONDecodeError:  # cannot happen with atomic writes; treat as unknown
-            return {"state": PENDING, "reason": "unreadable status.json"}
+        if status.get("state") not in STATES:
+            return {"state": CORRUPT, "reason": f"{self.status_path.name}: unknown state {status.get('state')!r}"}
+        return status
 
     def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}")
-        status = {**self.read_status(), **fields, "state": state, "updated": utc_now(), "heartbeat": time.time()}
+        previous = self.read_status()
+        if previous["state"] == CORRUPT:  # nothing in it to keep
+            previous = {}
+        status = {**previous, **fields, "state": state, "updated": utc_now(), "heartbeat": time.time()}
         if state != FAILED:
             status.pop("reason", None)
         # A final state is the run's commit point: make it and every rename in the folder durable.
@@ -126,16 +141,49 @@ class RunDir:
         atomic_write_json(self.result_path, result)
 
     def read_result(self) -> dict[str, Any] | None:
+        """The final metrics; None when there are none yet or result.json cannot be read (:meth:`unreadable`)."""
         try:
-            return json.loads(self.result_path.read_text())
-        except FileNotFoundError:
+            return read_json_object(self.result_path)
+        except CorruptFileError:
             return None
 
     def read_config(self) -> dict[str, Any] | None:
+        """The resolved run config; None when missing or unreadable (:meth:`unreadable` says which)."""
         try:
-            return yaml.safe_load(self.config_path.read_text())
-        except FileNotFoundError:
+            return _read_object(self.config_path, yaml.safe_load)
+        except CorruptFileError:
             return None
+
+    def is_complete(self) -> bool:
+        """Complete and its result readable: only such a run is skipped (a corrupt one is recomputed)."""
+        return self.read_status().get("state") == COMPLETE and self.read_result() is not None
+
+    def unreadable(self) -> list[str]:
+        """One message per file of the run that exists but cannot be read, naming the file; empty when sound."""
+        problems = []
+        for path, parse in ((self.status_path, json.loads), (self.result_path, json.loads),
+                            (self.config_path, yaml.safe_load)):
+            try:
+                _read_object(path, parse)
+            except CorruptFileError as exc:
+                problems.append(str(exc))
+        status = self.read_status()
+        if status["state"] == CORRUPT and not any(p.startswith(self.status_path.name) for p in problems):
+            problems.insert(0, status["reason"])
+        return problems
+
+    def set_aside_unreadable(self) -> list[Path]:
+        """Rename each unreadable file to ``<name>.corrupt`` before a rerun overwrites it, so no bytes are
+        lost; a warning names each. Returns the new paths."""
+        bad = [path for path, parse in ((self.status_path, json.loads), (self.result_path, json.loads),
+                                        (self.config_path, yaml.safe_load)) if _unreadable(path, parse)]
+        if self.status_path not in bad and self.read_status()["state"] == CORRUPT:  # JSON, but no known state
+            bad.insert(0, self.status_path)
+        moved = []
+        for path in bad:
+            moved.append(set_aside(path))
+            log.warning("%s was unreadable: kept as %s; the run is recomputed", path, moved[-1].name)
+        return moved
 
     def clear(self) -> None:
         """Remove everything the run produced (``--force``); the lock file stays."""
@@ -164,10 +212,97 @@ class RunStore:
                 yield RunDir(child)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_json(self.path / STUDY_MANIFEST, manifest)
+        path = self.path / STUDY_MANIFEST
+        try:
+            read_json_object(path)
+        except CorruptFileError as exc:
+            log.warning("%s; kept as %s and rewritten", exc, set_aside(path).name)
+        atomic_write_json(path, manifest)
 
     def read_manifest(self) -> dict[str, Any] | None:
+        """The study's manifest; None when missing or unreadable (it is rewritten by the next run)."""
         try:
-            return json.loads((self.path / STUDY_MANIFEST).read_text())
-        except FileNotFoundError:
+            return read_json_object(self.path / STUDY_MANIFEST)
+        except CorruptFileError:
             return None
+
+
+# -- reading files a disk fault or a hand edit may have garbled --------------------------------------
+
+
+def _read_object(path: Path, parse: Any) -> dict[str, Any] | None:
+    """``parse(text)`` of ``path`` when it is a mapping; None when the file does not exist."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise CorruptFileError(f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        value = parse(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"{path.name}: not valid {'JSON' if parse is json.loads else 'YAML'} ({first})") from None
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{path.name}: holds {type(value).__name__}, not an object")
+    return value
+
+
+def _unreadable(path: Path, parse: Any) -> bool:
+    try:
+        _read_object(path, parse)
+    except CorruptFileError:
+        return True
+    return False
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it does not exist; :class:`CorruptFileError` naming the
+    file when it exists but is not one."""
+    return _read_object(Path(path), json.loads)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt`` (``.corrupt.1``, … when taken): kept for inspection, out of the way."""
+    target = path.with_name(path.name + CORRUPT_SUFFIX)
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}.{n}")
+    os.replace(path, target)
+    return target
+
+
+# -- the folders a command is pointed at ------------------------------------------------------------
+
+
+def require_writable_folder(path: str | os.PathLike, option: str) -> Path:
+    """``path`` is a folder this process can write, or can be created as one: checked before anything is
+    written, so a runs or cache folder that is a file or read-only is one line, not a traceback mid-study."""
+    path = Path(path)
+    existing = _nearest_existing(path, option)
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: {'it' if existing == path else existing} is not writable")
+    return path
+
+
+def require_folder(path: str | os.PathLike, what: str = "runs folder") -> Path:
+    """``path`` is an existing folder (``harness ls``/``report`` read one; they create nothing)."""
+    path = Path(path)
+    if _nearest_existing(path, what) != path:
+        raise ConfigError(f"{path}: no such {what}")
+    if not path.is_dir():
+        raise ConfigError(f"{path}: is a file, not a {what}")
+    return path
+
+
+def _nearest_existing(path: Path, what: str) -> Path:
+    if "\0" in str(path):  # no system call takes it (Path.exists() just says False)
+        raise ConfigError(f"{what} {str(path)!r}: not a valid path (it holds a NUL byte)")
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -253,12 +253,13 @@ class Trainer:
 
     def _resume(self, recipe: TrainingRecipe, noise: NoiseSource) -> int:
         """Every rank resumes from the step the writer found; ranks that chose on their own could
-        pick different steps (a file being written or pruned) and then wait forever in a collective."""
-        steps = self.store.steps()
-        step = distributed.broadcast_object(steps[-1] if steps else 0)
+        pick different steps (a file being written or pruned) and then wait forever in a collective.
+        The writer takes the newest checkpoint that loads, setting corrupt ones aside."""
+        found = self.store.latest() if self.ranks.writer else None
+        step = distributed.broadcast_object(found[0] if found is not None else 0)
         if step == 0:
             return 0
-        state = self.store.load(step)
+        state = found[1] if found is not None else self.store.load(step)
         try:
             recipe.generator.load_state_dict(scatter_state(recipe.generator, state["generator"]))
             recipe.critic.load_state_dict(scatter_state(recipe.critic, state["critic"]))

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import ConfigError
-from harness.store import COMPLETE, RUNNING, STUDY_MANIFEST, RunDir, RunStore
+from harness.errors import CorruptFileError
+from harness.store import COMPLETE, CORRUPT, RUNNING, STUDY_MANIFEST, RunDir, RunStore, read_json_object, require_folder
 from harness.versions import study_flags
 
 STAGES_DIRNAME = ".stages"
@@ -95,24 +95,25 @@ def order_columns(keys: list[str]) -> list[MetricColumn]:
 
 def find_studies(runs_dir: Path) -> list[Path]:
     """Study folders: ``runs_dir`` itself when it holds ``study.json``, else its subfolders that do."""
-    if not runs_dir.is_dir():
-        raise ConfigError(f"{runs_dir}: no such runs folder")
+    require_folder(runs_dir)
     if (runs_dir / STUDY_MANIFEST).exists():
         return [runs_dir]
     return sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / STUDY_MANIFEST).exists())
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def _read_manifest(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """The study's manifest; an unreadable one is a problem, not an abort: runs are then listed from
+    their folders (the next ``harness run`` sets it aside and rewrites it)."""
     try:
-        data = json.loads((folder / STUDY_MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{folder.name}/{STUDY_MANIFEST}: unreadable ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{folder.name}/{STUDY_MANIFEST}: must be a JSON object")
-    return data
+        return read_json_object(folder / STUDY_MANIFEST) or {}, []
+    except CorruptFileError as exc:
+        return {}, [f"{folder.name}/{exc}; runs listed from their folders, in folder order"]
 
 
 def _state(run_dir: RunDir) -> tuple[str, str | None, Any]:
+    unreadable = run_dir.unreadable()
+    if unreadable:  # left out of the tables, with the file named; `harness run` recomputes the run
+        return CORRUPT, "; ".join(unreadable), None
     status = run_dir.read_status()
     state = status.get("state", "pending")
     if state == RUNNING and run_dir.is_stale():
@@ -163,11 +164,11 @@ def _describe(row: dict[str, Any]) -> str:
 
 def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
     """Read one study folder; problems are recorded, never raised (bad manifests aside)."""
-    manifest = _read_manifest(folder)
+    manifest, problems = _read_manifest(folder)
     name = str(manifest.get("study") or folder.name)
     entries = {r.get("hash"): r for r in manifest.get("runs", []) if isinstance(r, dict)}
     order = {h: i for i, h in enumerate(entries)}
-    rows, problems = [], []
+    rows = []
     orphans = 0
     for run_dir in RunStore(folder.parent, folder.name).runs():
         if entries and run_dir.hash not in entries:
@@ -260,7 +261,7 @@ def load_curves(study: StudyData) -> pd.DataFrame:
 
 def _jsonl(path: Path, problems: list[str], where: str) -> list[dict]:
     try:
-        text = path.read_text()
+        text = path.read_text(errors="replace")  # garbled bytes make lines that do not parse: skipped below
     except FileNotFoundError:
         problems.append(f"{where}: no metrics.jsonl in the stage cache; no curve drawn")
         return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..driver import ls_rows
-from ..errors import ConfigError
+from ..store import CORRUPT, require_folder
 
 COLUMNS = ("study", "hash", "variant", "seed", "status", "duration_s", "headline")
 FLAG_LEGEND = ("flag: outdated = older plugin/stage versions (recomputed by `harness run`, left out of reports); "
@@ -30,16 +30,14 @@ def format_table(rows: list[dict]) -> str:
 
 def ls(runs_dir: Path = Path("runs")) -> int:
     """Print one line per run: study, hash, variant, seed, status, duration and headline metric."""
-    if not runs_dir.exists():
-        raise ConfigError(f"{runs_dir}: no such runs folder")
-    rows = ls_rows(runs_dir)
+    rows = ls_rows(require_folder(runs_dir))
     if not rows:
         print(f"{runs_dir}: no runs yet")
         return 0
     print(format_table(rows))
     if any(r.get("flag") for r in rows):
         print(FLAG_LEGEND)
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] in ("failed", CORRUPT)]
     for r in failed:
-        print(f"failed {r['hash']} ({r['variant']}, seed {r['seed']}): {r['reason']}")
+        print(f"{r['status']} {r['hash']} ({r['variant']}, seed {r['seed']}): {r['reason']}")
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ..driver import DEFAULT_RUNS_DIR, make_executor, run_study
+from ..driver import DEFAULT_RUNS_DIR, check_output_folders, make_executor, run_study
 from ..errors import HarnessError
 from ..progress import make_progress
 from ..study import check_instantiable, load_study
@@ -21,6 +21,7 @@ def run(study: Path, preset: str | None = None, overrides: list[str] | None = No
     if print_config:
         sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
         return 0
+    check_output_folders(runs_dir, cache_dir)
     executor = make_executor(resolved, workers)
     display = make_progress(workers or 1, force_plain=plain)
     try:

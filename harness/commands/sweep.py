@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ..driver import DEFAULT_RUNS_DIR, default_cache_dir
+from ..driver import DEFAULT_RUNS_DIR, check_output_folders, default_cache_dir
 from ..study import load_study
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_t
         write_sweep_manifest,
     )
 
+    check_output_folders(runs_dir, cache_dir)
     opened = open_study_storage(spec, runs_dir, storage)
     worker_id = new_worker_id()
     with study_lock(runs_dir, spec.name):
@@ -51,7 +52,20 @@ def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_t
     for cb in callbacks:
         getattr(cb, "close", lambda _study: None)(study)
     print(_summary_line(study, spec, report, opened.label))
-    return 0
+    return _exit_code(study, spec, report, runs_dir)
+
+
+def _exit_code(study, spec, report, runs_dir: Path) -> int:
+    """1 when this process ran trials and the study holds no complete one: every trial failed (or was
+    pruned), so the sweep found nothing. ``--n-trials 0`` (set up, run nothing) is no failure."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if not report.trials or any(t.state == TrialState.COMPLETE for t in trials):
+        return 0
+    print(f"sweep {spec.name}: no trial complete ({len(trials)} trials, none finished); "
+          f"`harness ls {runs_dir / spec.name}` shows why each run failed", file=sys.stderr)
+    return 1
 
 
 def _summary_line(study, spec, report, label: str) -> str:

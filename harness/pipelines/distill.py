@@ -95,9 +95,9 @@ class DistillAndEvaluate(WorldPipeline):
                   "seed": ctx.seed}
 
         def build(folder: Path) -> None:  # on every rank under torchrun; rank 0 alone writes
-            resume_step = CheckpointStore(folder / "checkpoints").steps()
-            if is_rank_zero():
-                truncate_jsonl_after(folder / "metrics.jsonl", resume_step[-1] if resume_step else 0)
+            if is_rank_zero():  # the step the trainer resumes from: the newest checkpoint that loads
+                resume_step = CheckpointStore(folder / "checkpoints").newest_valid_step()
+                truncate_jsonl_after(folder / "metrics.jsonl", resume_step or 0)
 
             def log(metrics, step):
                 append_line(folder / "metrics.jsonl", _json_row(step, metrics))

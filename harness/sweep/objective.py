@@ -93,8 +93,8 @@ def _await_run(store: RunStore, run: RunSpec) -> RunOutcome:
     run_dir = store.run(run.short)
     with run_dir.lock():
         status = run_dir.read_status()
-    result = run_dir.read_result() or {}
-    if status.get("state") == COMPLETE:
+    result = run_dir.read_result()
+    if status.get("state") == COMPLETE and result is not None:  # an unreadable result.json is no result
         return RunOutcome(run.hash, run.name, CACHED, metrics=result.get("metrics", {}), headline=result.get("headline"))
     state = PRUNED if status.get("pruned_step") is not None else "failed"
     return RunOutcome(run.hash, run.name, state, reason=status.get("reason", "ended elsewhere without a result"))
