@@ -134,8 +134,13 @@ class RunDir:
         return read_jsonl(self.metrics_path)
 
     def truncate_metrics_after(self, step: int) -> None:
-        """On resume from a checkpoint at ``step``, forget metrics logged after it."""
-        truncate_jsonl_after(self.metrics_path, step)
+        """On resume from a checkpoint at ``step``, forget metrics logged after it. A garbled file (not a
+        torn last line) is kept as ``metrics.jsonl.corrupt`` and the run logs afresh, instead of failing."""
+        try:
+            truncate_jsonl_after(self.metrics_path, step)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            moved = set_aside(self.metrics_path)
+            log.warning("%s: unreadable (%s); kept as %s", self.metrics_path, type(exc).__name__, moved.name)
 
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_json(self.result_path, result)

@@ -130,6 +130,13 @@ def test_unreadable_study_manifest_is_a_warning_and_is_set_aside_by_the_next_run
     assert json.loads((runs / "fc" / "study.json").read_text())["study"] == "fc"
 
 
+def test_garbled_metrics_of_a_resumed_run_are_set_aside_not_fatal(tmp_path):
+    run = RunDir(tmp_path)
+    run.metrics_path.write_bytes(b'{"step": 1}\n\xff\xfe\n{"step": 2}\n')
+    run.truncate_metrics_after(1)
+    assert not run.metrics_path.exists() and (tmp_path / "metrics.jsonl.corrupt").exists()
+
+
 # -- 2. corrupt checkpoints ------------------------------------------------------------------------
 
 
