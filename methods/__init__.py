@@ -18,8 +18,9 @@ from methods.base import Method, Samples, TrainContext
 from methods.distribution_matching import dmd_loss
 from methods.dmd import DMD
 from methods.self_forcing import SelfForcing
+from methods.undistilled import Undistilled
 
-METHODS: dict[str, type[Method]] = {"dmd": DMD, "self_forcing": SelfForcing, "asd": ASD}
+METHODS: dict[str, type[Method]] = {"dmd": DMD, "self_forcing": SelfForcing, "asd": ASD, "causal_init": Undistilled}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ __all__ = [
     "Samples",
     "SelfForcing",
     "TrainContext",
+    "Undistilled",
     "build_method",
     "dmd_loss",
     "method_names",

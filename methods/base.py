@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from harness.schedules import StepSchedule
 from harness.worlds.base import World
 
 
@@ -25,7 +26,9 @@ class TrainContext:
     """What a method's training loop may touch.
 
     ``workdir`` holds its checkpoints (``workdir/checkpoints``) so an interrupted distillation resumes
-    exactly; ``log`` records a metrics row (and fails on NaN/Inf); ``progress`` reports the step.
+    exactly; ``log`` records a metrics row (and fails on NaN/Inf); ``progress`` reports the step;
+    ``evaluate`` scores a model at a schedule on a fixed set, for evaluation while training
+    (:mod:`methods.training_eval`; None where the caller offers none).
     """
 
     workdir: Path
@@ -33,6 +36,7 @@ class TrainContext:
     log: Callable[[Mapping[str, float], int], None]
     progress: Callable[..., None] = lambda **_: None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    evaluate: Any = None  # methods.training_eval.Evaluate
 
 
 @dataclass
@@ -49,6 +53,8 @@ class Method(ABC):
     """A distillation method; its ``__init__`` arguments are its config (plugins in study files)."""
 
     name: str = "method"
+    # False for a reference that samples the causal init as is: no distillation stage is built for it
+    trains: ClassVar[bool] = True
     # Bumped when what a subclass computes for the same config changes (loss, training loop, sampling);
     # enters the hash of every run and distillation it is part of (the rule: harness/versions.py).
     version: ClassVar[int] = 1
@@ -56,6 +62,11 @@ class Method(ABC):
     @abstractmethod
     def distill(self, world: World, teacher: nn.Module, init: nn.Module, ctx: TrainContext) -> nn.Module:
         """Train a causal generator from ``init`` against ``teacher``; return it (EMA weights if any)."""
+
+    def schedule(self, spec: StepSchedule | str | int) -> StepSchedule:
+        """The schedule a spec means for this method; pipelines resolve every spec here, so a method's
+        own sampling settings (FFE inference, step list, reading, shift) reach the sampler."""
+        return spec if isinstance(spec, StepSchedule) else StepSchedule.from_spec(spec)
 
     def sample(self, world: World, generator: nn.Module, prompts: list[str], schedule: Any, seed: int,
                *, trace: bool = False) -> Samples:

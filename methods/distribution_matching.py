@@ -83,6 +83,21 @@ def noise_sample(
     return NoisedSample(add_noise(x, eps, sigma_from_timestep(t)), eps, t)
 
 
+def score_gaps(real: torch.Tensor, real_cond: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    """Whether the fake score has left the teacher: mean absolute gaps between the three x̂0 predictions
+    (means, so data-parallel ranks average to the full batch's value).
+
+    ``fake_vs_real`` drives DMD's gradient; ``cfg_gap`` (guided vs conditional teacher) is the part of
+    it guidance alone would cause; ``fake_vs_teacher`` (critic vs conditional teacher) is how far the
+    critic has moved from its initialisation's function. While ``fake_vs_teacher`` stays far below
+    ``cfg_gap``, DMD mostly distils guidance, not the generator's own distribution.
+    """
+    def gap(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a.float() - b.float()).abs().mean())
+
+    return {"fake_vs_real": gap(fake, real), "cfg_gap": gap(real, real_cond), "fake_vs_teacher": gap(fake, real_cond)}
+
+
 class DistributionMatching:
     """The real score (teacher + CFG), the fake score (critic) and the two DMD losses built on them."""
 
@@ -99,6 +114,12 @@ class DistributionMatching:
         self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
     ) -> torch.Tensor:
         """Teacher x̂0 with CFG; cond and uncond share one batched forward when their shapes agree."""
+        return self.real_x0_parts(x_t, t, cond, uncond)[0]
+
+    def real_x0_parts(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher x̂0 with CFG, and the conditional x̂0 without it."""
         if cond.shape == uncond.shape:
             both = predict_x0(
                 self.teacher,
@@ -111,7 +132,7 @@ class DistributionMatching:
         else:
             on = predict_x0(self.teacher, x_t, t, cond, causal=False)
             off = predict_x0(self.teacher, x_t, t, uncond, causal=False)
-        return apply_cfg(on, off, self.guidance.scale, self.guidance.form)
+        return apply_cfg(on, off, self.guidance.scale, self.guidance.form), on
 
     def generator_loss(
         self, x: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, noise: NoiseSource
@@ -119,13 +140,14 @@ class DistributionMatching:
         """DMD loss on the generator's sample ``x`` (with graph); the scores run without gradient."""
         noised = noise_sample(x.detach(), self.timesteps, noise)
         with torch.no_grad():
-            real = self.real_x0(noised.x_t, noised.timestep, cond, uncond)
+            real, real_cond = self.real_x0_parts(noised.x_t, noised.timestep, cond, uncond)
             fake = predict_x0(self.critic, noised.x_t, noised.timestep, cond, causal=False)
         loss = dmd_loss(x, real, fake)
         grad = dmd_gradient(x, real, fake)
         return loss, {
             "dmd_gradient_mean_abs": float(grad.abs().mean()),
             "dmd_t_mean": float(noised.timestep.mean()),
+            **score_gaps(real, real_cond, fake),
         }
 
     def critic_loss(self, x: torch.Tensor, cond: torch.Tensor, noise: NoiseSource) -> torch.Tensor:

@@ -34,6 +34,7 @@ from harness.fsdp import gather_state, load_optimizer_state, scatter_state
 from harness.sampling import NoiseSource
 from methods.base import TrainContext
 from methods.data_parallel import STRATEGIES, Ranks, ranks
+from methods.training_eval import EvalSettings, TrainingEval
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class TrainSettings:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     parallel: str = "ddp"
+    eval: EvalSettings = field(default_factory=EvalSettings)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "critic_updates_per_generator", "checkpoint_every")
@@ -170,12 +172,14 @@ class Trainer:
         self.opt_g = self._optimiser(recipe.generator, s.lr_generator)
         self.opt_c = self._optimiser(recipe.critic, s.lr_critic)
         self.ema = EMA(s.ema_decay, s.ema_start_step)
+        self.hook = TrainingEval(s.eval, self._evaluator())
         step = self._resume(recipe, noise)
         self.ranks.sync_weights(recipe.generator, recipe.critic)
         noise = self.ranks.shard_noise(noise, s.batch_size)  # the same generator, this rank's rows
+        ratio = s.critic_updates_per_generator
+        row: dict[str, float] = self._evaluate(recipe, 0) if step == 0 else {}
         while step < s.steps:
-            row: dict[str, float] = {}
-            if step % s.critic_updates_per_generator == 0:
+            if step % ratio == 0:
                 g_step = recipe.generator_step
                 row.update(
                     self._update(
@@ -183,12 +187,16 @@ class Trainer:
                     )
                 )
                 self.ema.update(recipe.generator, step)
+                updates = step // ratio + 1
+                if s.eval.due(updates, last=step + ratio >= s.steps):
+                    row.update(self._evaluate(recipe, updates))
             c_step = recipe.critic_step
             row.update(
                 self._update("critic", c_step, recipe.critic, recipe.generator, self.opt_c, step, noise)
             )
             if self.ranks.writer:  # rank 0 alone logs, reports and writes checkpoints
                 self.ctx.log(row, step)
+            row = {}
             step += 1
             if self.ranks.writer:
                 self.ctx.progress(stage="distill", step=step, total=s.steps)
@@ -197,6 +205,22 @@ class Trainer:
         # full tensors: a collective under FSDP, where export also gathers the writer's plain copy
         shadow = gather_state(self.ema.shadow, keep=self.ranks.writer)
         return self.ema.averaged(self.ranks.export(recipe.generator), shadow or {})
+
+    def _evaluator(self):
+        """The pipeline's evaluation on the writer; none where the generator is sharded across ranks
+        (sampling would need every rank) or the caller offers none."""
+        fsdp = self.settings.parallel == "fsdp" and distributed.is_distributed()
+        return self.ctx.evaluate if self.ranks.writer and not fsdp else None
+
+    def _evaluate(self, recipe: TrainingRecipe, updates: int) -> dict[str, float]:
+        """Scores of the generator (and its EMA) after ``updates`` generator updates, when the hook is on."""
+        if not self.hook.active:
+            return {}
+        self.ctx.progress(stage=f"evaluate after {updates} updates")
+        models = {"raw": recipe.generator}
+        if self.settings.eval.ema and self.ema.shadow:
+            models["ema"] = self.ema.averaged(recipe.generator)
+        return self.hook.run(updates, models)
 
     def _update(
         self,
@@ -246,7 +270,7 @@ class Trainer:
         full = gather_state(models, keep=self.ranks.writer)
         if self.ranks.writer:
             rng = {"noise_rng": noise.get_state(), "torch_rng": torch.get_rng_state()}
-            self.store.save(step, {**full, **rng})
+            self.store.save(step, {**full, **rng, "train_seconds": self.hook.tick()})
         # the file is on disk before any rank goes on: a rank that finishes first and starts another run
         # in this folder must not resume from an older step than the writer does
         distributed.barrier()
@@ -274,6 +298,8 @@ class Trainer:
             ) from None
         noise.set_state(state["noise_rng"])
         torch.set_rng_state(state["torch_rng"])
+        if "train_seconds" in state:  # older checkpoints carry no clock
+            self.hook.train_seconds = float(state["train_seconds"])
         return step
 
 

@@ -10,7 +10,7 @@ import yaml
 from ..driver import DEFAULT_RUNS_DIR, check_output_folders, make_executor, run_study
 from ..errors import HarnessError
 from ..progress import make_progress
-from ..study import check_instantiable, load_study
+from ..study import ResolvedStudy, check_instantiable, load_study
 
 
 def run(study: Path, preset: str | None = None, overrides: list[str] | None = None,
@@ -22,6 +22,8 @@ def run(study: Path, preset: str | None = None, overrides: list[str] | None = No
         sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
         return 0
     check_output_folders(runs_dir, cache_dir)
+    check_instantiable(resolved)  # every plugin is built once before anything is written
+    warn_merged_rows(resolved)
     executor = make_executor(resolved, workers)
     display = make_progress(workers or 1, force_plain=plain)
     try:
@@ -36,6 +38,12 @@ def run(study: Path, preset: str | None = None, overrides: list[str] | None = No
     if not no_report and not up_to_date and len(summary.failed) < len(summary.outcomes):
         _report(runs_dir, resolved.name)
     return summary.exit_code
+
+
+def warn_merged_rows(resolved: ResolvedStudy) -> None:
+    """Say which grid rows an override made identical: their runs are shared, under the first row's labels."""
+    for note in resolved.merged_rows:
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def _report(runs_dir: Path, study: str) -> None:
@@ -57,6 +65,7 @@ def validate(study: Path, preset: str | None = None, overrides: list[str] | None
     if print_config:
         sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
     built = check_instantiable(resolved)
+    warn_merged_rows(resolved)
     seeds = resolved.config["seeds"]
     print(f"ok: {study} — study '{resolved.name}', {len(resolved.runs)} runs "
           f"({len(built)} distinct pipelines × {len(seeds)} seeds), every plugin built")

@@ -27,6 +27,13 @@ class WorldPipeline(Pipeline):
 
     headline = "total"
     world: World
+    sample_seed: int
+
+    def noise_seed(self, ctx: RunContext) -> int:
+        """Seed of the row's sampling noise (or real clips): the study's seed offset by ``sample_seed``.
+        Every row of a seed shares it, so rows pair by seed, and the seeds of a table measure sampling
+        spread as well as training spread (a reference row would otherwise repeat one run)."""
+        return self.sample_seed + ctx.seed
 
     def metric_names(self) -> set[str] | None:
         names = self.world.metric_names()

@@ -39,11 +39,6 @@ class _Reference(WorldPipeline):
         """How this row makes a batch of videos (its models loaded here, once)."""
         raise NotImplementedError
 
-    def noise_seed(self, ctx: RunContext) -> int:
-        """A reference row has no training seed, so the study's seed picks its sampling noise (or its real
-        clips): the seeds of a table then measure sampling spread instead of repeating one run."""
-        return self.sample_seed + ctx.seed
-
     def run(self, ctx: RunContext) -> dict[str, Any]:
         prompts = take_prompts(self.world.prompts("eval"), self.num_videos, self.videos_per_prompt)
         stream = EvalStream(ctx, self.world, prompts, seed=self.noise_seed(ctx), batch_size=self.sample_batch,
