@@ -20,6 +20,7 @@ from .collect import StudyData, collect_study, find_studies, load_curves
 from .figures import FigureInputs, build_figures
 from .findings import findings
 from .html import StudyPage, write_landing_page, write_study_page
+from .learning import convergence
 from .tables import ResultTable, build_table, to_frame, to_html, write_tables
 
 REPORT_DIRNAME = "report"
@@ -96,14 +97,15 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
     for old in out_dir.glob("*.png"):  # a figure the data no longer supports must not linger
         old.unlink()
     files = write_tables(table, out_dir)
+    curves = load_curves(data)
     drawn = []
     if figures and table.rows:  # with no complete run there is nothing to draw, and the page says why
-        drawn = build_figures(FigureInputs(data, table, load_curves(data), out_dir, data.problems))
-    sentences = findings(data, table)
+        drawn = build_figures(FigureInputs(data, table, curves, out_dir, data.problems))
+    sentences = findings(data, table, curves)
     _log_table(data, table, tracker)
     (out_dir / "findings.md").write_text("".join(f"- {s}\n" for s in sentences), encoding="utf-8")
     page = StudyPage(data.name, data.manifest, to_html(table), {fmt: p.name for fmt, p in files.items()},
-                     drawn, sentences, data.problems, data.runs, scrub)
+                     drawn, sentences, data.problems, data.runs, scrub, convergence(curves))
     index = write_study_page(page, out_dir)
     complete = int((data.runs["state"] == "complete").sum()) if len(data.runs) else 0
     return StudyReport(data.name, index, complete, len(data.runs), data.problems, sentences)

@@ -140,7 +140,7 @@ def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -
         "steps": str(metrics.get("schedule") or labels.get("steps") or MISSING_LABEL),
         "nfe": float(nfe) if _numeric(nfe) else math.nan,
         "seed": cfg.get("seed", entry.get("seed")), "state": state, "reason": reason, "seconds": seconds,
-        "generator": metrics.get("generator"), "has_result": bool(result),
+        "generator": metrics.get("generator"), "kind": metrics.get("method"), "has_result": bool(result),
         "samples_dir": str(run_dir.samples_dir),
     }
     for key, value in metrics.items():
@@ -238,19 +238,34 @@ def _missing_metric_problems(name: str, runs: pd.DataFrame, keys: list[str]) -> 
     return problems
 
 
+RUN_TRAINING_LOG = "distill_metrics.jsonl"  # a run folder's copy of its distillation's metrics.jsonl
+
+
+def _training_log(study: StudyData, runs: pd.DataFrame, generator: str) -> Path:
+    """The run folder's copy of the distillation's log when one of its runs has it, else the stage's."""
+    for samples in runs.loc[runs["generator"] == generator, "samples_dir"]:
+        path = Path(samples).parent / RUN_TRAINING_LOG
+        if path.exists():
+            return path
+    return (study.stages_dir or study.folder) / generator / "metrics.jsonl"
+
+
 def load_curves(study: StudyData) -> pd.DataFrame:
-    """Training curves of every trained generator: one row per (method, seed, step, loss term).
+    """Training curves of every trained generator: one row per (method, seed, step, logged term).
 
     A generator trained once is shared by the runs that sample it with different schedules, so each
-    (method, generator) pair is read once. Reference rows have no generator and no curves.
+    (method, generator) pair is read once, from a run folder's ``distill_metrics.jsonl`` (else from the
+    stage cache). Reference rows have no trained generator (``distill-<method>/<key>``) and no curves.
     """
     columns = ["method", "seed", "generator", "step", "term", "value"]
-    if study.stages_dir is None or study.complete.empty:
+    if study.complete.empty:
         return pd.DataFrame(columns=columns)
     records = []
-    pairs = study.complete.dropna(subset=["generator"]).drop_duplicates(["method", "generator"])
+    trained = study.complete.dropna(subset=["generator"])
+    trained = trained[trained["generator"].astype(str).str.contains("/")]
+    pairs = trained.drop_duplicates(["method", "generator"])
     for _, run in pairs.iterrows():
-        path = study.stages_dir / str(run["generator"]) / "metrics.jsonl"
+        path = _training_log(study, trained, str(run["generator"]))
         for line in _jsonl(path, study.problems, f"{study.name}: curves of {run['generator']}"):
             step = line.get("step")
             for term, value in line.items():

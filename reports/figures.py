@@ -184,29 +184,38 @@ def qualitative_grid(inputs: FigureInputs) -> Figure | None:
 
 
 # -- training curves ------------------------------------------------------------------------------
+def band(ax: plt.Axes, stats: pd.DataFrame, label: str) -> None:
+    """A line at the mean over seeds with its 95% t-interval band (from :func:`reports.learning.curve`)."""
+    n = int(stats["n"].max()) if len(stats) else 0
+    (line,) = ax.plot(stats["x"], stats["mean"], label=f"{label} (n={n})", marker="." if len(stats) < 12 else None)
+    ax.fill_between(stats["x"], stats["low"], stats["high"], alpha=0.2, color=line.get_color(), linewidth=0)
+
+
 def training_curves(inputs: FigureInputs) -> Figure | None:
+    from .learning import plotted_terms, step_curve
+
     curves = inputs.curves
     if curves.empty:
         inputs.problems.append(f"{inputs.study.name}: no training curves in the stage cache")
         return None
-    terms = list(dict.fromkeys(curves["term"]))
+    terms = plotted_terms(curves)
+    if not terms:
+        return None
     ncols = min(4, len(terms))
     nrows = math.ceil(len(terms) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False)
     for ax, term in zip(axes.flat, terms):
-        for method, part in curves[curves["term"] == term].groupby("method", sort=False):
-            stats = part.groupby("step")["value"].agg(["mean", "std", "count"]).reset_index()
-            ax.plot(stats["step"], stats["mean"], label=f"{method} (n={part['seed'].nunique()})")
-            band = stats["std"].fillna(0.0)
-            ax.fill_between(stats["step"], stats["mean"] - band, stats["mean"] + band, alpha=0.25)
+        for method, stats in step_curve(curves, term, inputs.table.confidence).items():
+            band(ax, stats, method)
         ax.set_title(term, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel("critic step", fontsize=8)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(terms):]:
         ax.set_visible(False)
     name = _save(fig, inputs, "training_curves.png")
     return Figure(name, "Training curves of every loss term",
-                  "Mean over seeds per method; the band is ± one standard deviation across seeds.")
+                  "Mean over seeds per method; the band is the 95% t-interval over seeds. Counters, "
+                  "evaluation scores and the DMD diagnostics are drawn elsewhere.")
 
 
 # -- per-dimension bars ---------------------------------------------------------------------------
@@ -280,8 +289,17 @@ def _cell_pair(row: TableRow, key: str | None) -> tuple[float | None, float]:
     return cell.mean, 0.0 if math.isnan(cell.half_width) else cell.half_width
 
 
+# imported here, below Figure, FigureInputs, _save and band, which the learning-curve figures build on
+from .learning_figures import (
+    dmd_diagnostics,
+    learning_seconds,
+    learning_semantic,
+    learning_updates,
+)
+
 FIGURE_BUILDERS: tuple[Callable[[FigureInputs], Figure | None], ...] = (
-    dimension_bars, frontier, qualitative_grid, cosine_figure, training_curves)
+    dimension_bars, frontier, qualitative_grid, cosine_figure, learning_updates, learning_seconds,
+    learning_semantic, training_curves, dmd_diagnostics)
 
 
 def build_figures(inputs: FigureInputs) -> list[Figure]:

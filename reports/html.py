@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 import yaml
 
 from .figures import Figure
+from .learning import CONVERGENCE_METRIC, CONVERGENCE_SCHEDULE, LAST_FRACTION, Verdict
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em auto; max-width: 1400px; color: #222; }
@@ -49,6 +51,7 @@ class StudyPage:
     problems: list[str]
     runs: pd.DataFrame
     scrub: list[str] = field(default_factory=list)  # absolute prefixes never shown on the page
+    convergence: list[Verdict] = field(default_factory=list)  # one per distilled variant with eval rows
 
 
 def _e(text: Any) -> str:
@@ -84,6 +87,30 @@ def _runs_table(runs: pd.DataFrame) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
+CONVERGENCE_NOTE = (f"Converged: the mean curve ({CONVERGENCE_METRIC.capitalize()} at {CONVERGENCE_SCHEDULE} step, "
+                    "EMA generator where there is one) moved less over the last "
+                    f"{LAST_FRACTION:.0%} of training (the evaluation nearest 75% of the updates to the last) "
+                    "than the standard deviation of the final values over seeds; unknown with fewer than 2 "
+                    "seeds or 3 evaluations.")
+
+
+def _number(value: float, spec: str) -> str:
+    return "" if math.isnan(value) else format(value, spec)
+
+
+def _convergence_table(verdicts: list[Verdict]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in ("Variant", "Verdict", "Seeds", "Evaluations", "Updates",
+                                                  "Final mean", "Change", "Seed sd", "Model"))
+    body = []
+    for v in verdicts:
+        updates = "" if math.isnan(v.start) else f"{v.start:g} → {v.end:g}"
+        cells = (v.method, v.state, v.seeds, v.points, updates, _number(v.final, ".2f"),
+                 _number(v.change, "+.2f"), _number(v.spread, ".2f"), v.model)
+        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return (f'<div class="scroll"><table><caption>{_e(CONVERGENCE_NOTE)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
 def _figure(figure: Figure) -> str:
     return (f'<figure><h3>{_e(figure.title)}</h3><img src="{_e(figure.file)}" alt="{_e(figure.title)}">'
             f"<figcaption>{_e(figure.caption)}</figcaption></figure>")
@@ -99,6 +126,8 @@ def render_study(page: StudyPage) -> str:
         body += ["<h2>Problems with the input</h2>", _list(page.problems, "problems")]
     body += ["<h2>Findings</h2>", _list(page.findings, "findings"),
              "<h2>Results</h2>", f'<div class="scroll">{page.table_html}</div>', f"<p>Also as {links}.</p>"]
+    if page.convergence:
+        body += ["<h2>Convergence</h2>", _convergence_table(page.convergence)]
     if page.figures:
         body += ["<h2>Figures</h2>", *(_figure(f) for f in page.figures)]
     body += ["<h2>Runs</h2>", f"<p>{_e(RUNS_NOTE)}</p>", _runs_table(page.runs),

@@ -58,6 +58,13 @@ def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     return 0.5 * (low + high)
 
 
+def t_one_sided(df: int, probability: float) -> float:
+    """The ``probability`` quantile of Student's t (t_{0.8, df} for 80% power), for probability > 0.5."""
+    if not 0.5 < probability < 1.0:
+        raise ValueError(f"one-sided t quantile needs 0.5 < probability < 1, got {probability}")
+    return t_quantile(df, 2.0 * probability - 1.0)  # P(T <= q) = p  <=>  P(|T| <= q) = 2p - 1
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean with the half-width of its confidence interval (NaN when fewer than two values)."""
@@ -102,10 +109,66 @@ def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float =
     return Estimate(diff, t_quantile(max(1, math.floor(df)), confidence) * se, min(xa.size, xb.size))
 
 
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
+    """Mean of the differences a_i − b_i of aligned pairs, with the t-interval on n − 1 degrees of freedom
+    (pairs with a non-finite side are dropped); None when no pair is left."""
+    if len(a) != len(b):
+        raise ValueError(f"paired difference needs aligned sequences, got {len(a)} and {len(b)} values")
+    return estimate([x - y for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)], confidence)
+
+
+def minimum_detectable_difference(sd_difference: float, n: int, confidence: float = CONFIDENCE,
+                                  power: float = 0.8) -> float:
+    """(t_{1−α/2, n−1} + t_{power, n−1}) · sd_d / √n: the true paired difference that a two-sided test at
+    level α = 1 − ``confidence`` detects with probability ``power`` over ``n`` paired seeds (an estimate:
+    it plugs in the observed sd of the per-seed differences)."""
+    if n < 2:
+        raise ValueError(f"a minimum detectable difference needs n >= 2 pairs, got {n}")
+    multiplier = t_quantile(n - 1, confidence) + t_one_sided(n - 1, power)
+    return multiplier * sd_difference / math.sqrt(n)
+
+
+PAIRED, WELCH = "paired", "Welch"
+MIN_PAIRS = 2  # fewer shared seeds than this give no paired interval: the rows are compared unpaired
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Row a minus row b on one metric: the estimate, the form it used and what it rests on."""
+
+    estimate: Estimate
+    form: str  # PAIRED (per-seed differences) or WELCH (unpaired)
+    n_a: int  # seeds of a (paired: the shared seeds)
+    n_b: int
+    differences: tuple[float, ...] = ()  # per-seed differences, paired form only
+
+    @property
+    def has_interval(self) -> bool:
+        return not math.isnan(self.estimate.half_width)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.has_interval and (self.estimate.low > 0 or self.estimate.high < 0)
+
+
+def compare_rows(a: TableRow, b: TableRow, key: str, confidence: float = CONFIDENCE) -> Comparison | None:
+    """a − b on ``key``: paired by seed over the seeds both rows have (when at least two), else Welch."""
+    sa, sb = a.by_seed.get(key, {}), b.by_seed.get(key, {})
+    shared = [seed for seed in sa if seed in sb]
+    if len(shared) >= MIN_PAIRS:
+        diffs = [sa[seed] - sb[seed] for seed in shared]
+        return Comparison(estimate(diffs, confidence), PAIRED, len(shared), len(shared), tuple(diffs))
+    diff = welch_difference(a.values.get(key, []), b.values.get(key, []), confidence)
+    if diff is None:
+        return None
+    return Comparison(diff, WELCH, len(a.values[key]), len(b.values[key]))
+
+
 # -- the table -------------------------------------------------------------------------------------
 @dataclass
 class TableRow:
-    """One (method, steps, NFE) row: per metric, the seeds' values and their estimate."""
+    """One (method, steps, NFE) row: per metric, the seeds' values (also by seed, for pairing) and
+    their estimate. ``kind`` is the result's ``method`` field ("asd", "causal_init", "teacher", …)."""
 
     method: str
     steps: str
@@ -114,6 +177,8 @@ class TableRow:
     reference: bool
     values: dict[str, list[float]] = field(default_factory=dict)
     cells: dict[str, Estimate | None] = field(default_factory=dict)
+    by_seed: dict[str, dict[object, float]] = field(default_factory=dict)
+    kind: str | None = None
 
     @property
     def label(self) -> str:
@@ -162,17 +227,45 @@ class ResultTable:
         return text + (PARTIAL_MARK if row.partial(column.key) else "")
 
 
+UNTRAINED_KINDS = {"causal_init"}  # rows with a generator that no distillation trained: reference rows
+
+
+def _seed_key(seed: object) -> object | None:
+    """A run's seed as a pairing key (3.0 and 3 pair); None when the run has none."""
+    if seed is None or (isinstance(seed, float) and math.isnan(seed)):
+        return None
+    if isinstance(seed, (float, np.floating)) and float(seed).is_integer():
+        return int(seed)
+    return seed.item() if isinstance(seed, np.generic) else seed
+
+
+def _by_seed(seeds: list[object], values: list[float]) -> dict[object, float]:
+    """Seed → value; a seed seen twice in one row pairs with nothing (it is ambiguous)."""
+    keys = [_seed_key(s) for s in seeds]
+    return {k: v for k, v in zip(keys, values) if k is not None and keys.count(k) == 1}
+
+
+def _kind(group: pd.DataFrame) -> str | None:
+    kinds = group["kind"].dropna() if "kind" in group else []
+    return str(kinds.iloc[0]) if len(kinds) else None
+
+
 def build_table(study: StudyData, confidence: float = CONFIDENCE) -> ResultTable:
     """Group the complete runs by (method, steps) in the study's run order and estimate every cell."""
     runs = study.complete
     rows = []
     for (method, steps), group in runs.groupby(["method", "steps"], sort=False):
         nfe = group["nfe"].dropna()
+        kind = _kind(group)
+        untrained = group["generator"].isna().all() if "generator" in group else True
         row = TableRow(str(method), str(steps), float(nfe.iloc[0]) if len(nfe) else math.nan, len(group),
-                       reference=group["generator"].isna().all() if "generator" in group else True)
+                       reference=bool(untrained or kind in UNTRAINED_KINDS), kind=kind)
         for column in study.columns:
             series = group.get(f"m:{column.key}")
-            row.values[column.key] = [] if series is None else [float(v) for v in series.dropna()]
+            present = [] if series is None else series.dropna()
+            row.values[column.key] = [float(v) for v in present]
+            seeds = [] if series is None else list(group.loc[present.index, "seed"])
+            row.by_seed[column.key] = _by_seed(seeds, row.values[column.key])
             row.cells[column.key] = estimate(row.values[column.key], confidence)
         rows.append((group["order"].min(), row))
     rows.sort(key=lambda pair: pair[0])

@@ -3,8 +3,13 @@
 ``write_ablation(runs_dir)`` lays out what ``harness run`` leaves behind for a small ablation:
 DMD and ASD each sampled with 1, 2 and 1* steps over 3 seeds, a real-data reference row, one failed
 run, one complete run missing a dimension, x̂0 cosine files, one small mp4 per run with its sidecar,
-and the distillation stages' ``metrics.jsonl`` shared by the schedules of one (method, seed).
-The scores are drawn around known means so tests can assert the numbers the report must print.
+and the distillation stages' ``metrics.jsonl`` shared by the schedules of one (method, seed), with its
+copy ``distill_metrics.jsonl`` in each run folder: loss terms, counters, the DMD diagnostics and the
+eval hook's rows (ASD's curve flattens, DMD's still rises). ``references=True`` adds the causal init
+at the students' schedules and the teacher at 1, 2, 4 and 50 Euler steps, over the same seeds.
+The scores are drawn around known means so tests can assert the numbers the report must print; within
+a seed every row samples the same noise, so rows pair by seed, and each method's seed offsets are a
+different permutation, so the per-seed differences have a known spread.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ SEMANTIC_DIMS = ("object_class", "color", "multiple_objects", "motion_direction"
 TOTAL_MEANS = {("DMD", "1"): 70.0, ("DMD", "2"): 76.0, ("DMD", "1*"): 72.0,
                ("ASD", "1"): 76.0, ("ASD", "2"): 79.0, ("ASD", "1*"): 78.0}
 SEED_OFFSETS = (-0.5, 0.0, 0.5)  # Total of seed i = mean + offset: sd 0.5, so the 95% half-width is 1.242
+# per method (a permutation of SEED_OFFSETS, so every row keeps sd 0.5): ASD − DMD per seed is 6 + (0, −0.5, 0.5)
+METHOD_OFFSETS = {"ASD": SEED_OFFSETS, "DMD": (-0.5, 0.5, 0.0), "causal_init": (0.0, 0.0, 0.0),
+                  "teacher": (0.5, 0.0, -0.5)}
+INIT_TOTALS = {"1": 40.0, "2": 55.0, "1*": 45.0}  # the causal init at the students' schedules
+TEACHER_TOTALS = {"1": 30.0, "2": 45.0, "4": 70.0, "50": 84.0}  # the teacher's own Euler sampler
+EVAL_UPDATES = (0, 5, 10, 15, 20)  # the eval hook's rows: every 5 generator updates, 1 update per critic step
+EMA_FROM = 10  # updates from which the hook also scores the EMA
 FAILED = ("ASD", "2", 2)
 MISSING_DIMENSION = ("DMD", "1*", 1, "color")
 LOSS_TERMS = {"DMD": ("loss_dmd", "loss_critic"), "ASD": ("loss_dmd", "loss_critic", "loss_adv", "loss_disc")}
@@ -43,7 +55,7 @@ def run_hash(*parts: object) -> str:
 
 
 def _metrics(method: str, schedule: str, seed: int) -> dict:
-    total = TOTAL_MEANS[(method, schedule)] + SEED_OFFSETS[seed]
+    total = TOTAL_MEANS[(method, schedule)] + METHOD_OFFSETS[method][seed]
     rng = np.random.default_rng(int(run_hash(method, schedule, seed), 16) % 2**32)
     dims = {d: float(np.clip(total / 100 + rng.normal(0, 0.02), 0, 1)) for d in QUALITY_DIMS + SEMANTIC_DIMS}
     return {**dims, "total": total, "quality": total + 1.0, "semantic": total - 4.0,
@@ -98,17 +110,52 @@ def _write_samples(folder: Path, method: str, schedule: str, seed: int) -> None:
     _write_cosine(folder / "samples", schedule, seed)
 
 
-def _write_stage(stages: Path, method: str, seed: int) -> None:
-    folder = stages / f"distill-{method.lower()}" / _stage_key(method, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for step in range(1, 21):
+def eval_total(method: str, updates: float, seed: int) -> float:
+    """The hook's Total at 1 step: ASD flattens by the last quarter, DMD still climbs 1 point an update."""
+    if method == "ASD":
+        return 76.0 - 26.0 * float(np.exp(-updates / 3.0)) + SEED_OFFSETS[seed]
+    return 50.0 + 1.0 * updates + METHOD_OFFSETS[method][seed]
+
+
+def _eval_row(method: str, seed: int, updates: int) -> dict:
+    row = {"eval/updates": float(updates), "eval/train_seconds": 1.5 * updates + 0.1 * seed}
+    for model in ("raw", "ema") if updates >= EMA_FROM else ("raw",):
+        lift = 0.5 if model == "ema" else 0.0
+        for schedule, gain in (("1", 0.0), ("2", 4.0)):
+            total = eval_total(method, updates, seed) + gain + lift
+            row[f"eval/{model}/{schedule}/total"] = total
+            row[f"eval/{model}/{schedule}/semantic"] = total - 4.0
+            for k, dim in enumerate(SEMANTIC_DIMS):
+                row[f"eval/{model}/{schedule}/{dim}"] = min(1.0, total / 100 - 0.02 * k)
+    return row
+
+
+def training_log(method: str, seed: int) -> list[dict]:
+    """The distillation's log: 20 critic steps, one generator update each, with the eval hook's rows."""
+    rows = []
+    for step in range(20):
         row = {"step": step}
         for k, term in enumerate(LOSS_TERMS[method]):
             rate = 8.0 if method == "DMD" else 5.0  # ASD's terms fall faster, so the curves differ
-            row[term] = (1.0 + k) * np.exp(-step / rate) + 0.05 * seed
-        lines.append(json.dumps(row))
-    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+            row[term] = (1.0 + k) * np.exp(-(step + 1) / rate) + 0.05 * seed
+        row["generator/n"] = float(1 + step % 2)  # a counter: never drawn as a curve
+        row["generator/fake_vs_teacher"] = 0.01 * (step + 1) * (2.0 if method == "ASD" else 1.0)
+        row["generator/cfg_gap"] = 0.3 + 0.01 * seed
+        if step == 0:
+            row.update(_eval_row(method, seed, 0))
+        if (step + 1) in EVAL_UPDATES:
+            row.update(_eval_row(method, seed, step + 1))
+        rows.append(row)
+    return rows
+
+
+def _write_stage(stages: Path, method: str, seed: int) -> str:
+    """The stage's metrics.jsonl; returns its text, which each run sampling the generator keeps a copy of."""
+    folder = stages / f"distill-{method.lower()}" / _stage_key(method, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(row) + "\n" for row in training_log(method, seed))
+    (folder / "metrics.jsonl").write_text(text)
+    return text
 
 
 def manifest(runs: list[dict], tracker: dict | None = None) -> dict:
@@ -120,14 +167,33 @@ def manifest(runs: list[dict], tracker: dict | None = None) -> dict:
                                          "packages": {"torch": "2.13.0"}, "host": {"python": "3.11.7"}}}
 
 
-def write_ablation(runs_dir: Path, *, samples: bool = True) -> Path:
+def _reference_metrics(kind: str, schedule: str, seed: int) -> dict:
+    totals = INIT_TOTALS if kind == "causal_init" else TEACHER_TOTALS
+    total = totals[schedule] + METHOD_OFFSETS[kind][seed]
+    dims = {d: total / 100 for d in QUALITY_DIMS + SEMANTIC_DIMS}
+    nfe = NFE[schedule] if kind == "causal_init" else 2 * int(schedule)  # CFG: two forwards a teacher step
+    metrics = {**dims, "total": total, "quality": total + 1.0, "semantic": total - 4.0, "fd": 40.0 - total / 4,
+               "diversity": 0.3, "nfe": nfe, "latency_s": 0.01 * nfe, "schedule": schedule, "method": kind}
+    return {**metrics, "generator": "causal_init"} if kind == "causal_init" else metrics
+
+
+def _write_references(study_dir: Path, runs: list[dict]) -> None:
+    for kind, schedules in (("causal_init", INIT_TOTALS), ("teacher", TEACHER_TOTALS)):
+        for schedule in schedules:
+            for seed in SEEDS:
+                run = {"hash": run_hash(kind, schedule, seed), "seed": seed,
+                       "labels": {"variant": kind, "steps": schedule}, "name": f"{kind}/{schedule}/seed={seed}"}
+                runs.append(run)
+                _write_run(study_dir, run, _reference_metrics(kind, schedule, seed), "complete")
+
+
+def write_ablation(runs_dir: Path, *, samples: bool = True, references: bool = False) -> Path:
     """Write the ablation study under ``runs_dir``; returns its study folder."""
     study_dir, stages = runs_dir / STUDY, runs_dir / ".stages"
     study_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for method in ("DMD", "ASD"):
-        for seed in SEEDS:
-            _write_stage(stages, method, seed)
+        logs = {seed: _write_stage(stages, method, seed) for seed in SEEDS}
         for schedule in SCHEDULES:
             for seed in SEEDS:
                 run = {"hash": run_hash(method, schedule, seed), "seed": seed,
@@ -140,8 +206,11 @@ def write_ablation(runs_dir: Path, *, samples: bool = True) -> Path:
                 if (method, schedule, seed) == MISSING_DIMENSION[:3]:
                     metrics.pop(MISSING_DIMENSION[3])
                 _write_run(study_dir, run, metrics, "complete")
+                (study_dir / run["hash"] / "distill_metrics.jsonl").write_text(logs[seed])
                 if samples:
                     _write_samples(study_dir / run["hash"], method, schedule, seed)
+    if references:
+        _write_references(study_dir, runs)
     reference = {"hash": run_hash("real data"), "seed": 0, "labels": {"variant": "Real data", "steps": "—"},
                  "name": "Real data/—/seed=0"}
     runs.append(reference)

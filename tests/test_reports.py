@@ -27,7 +27,8 @@ from tests import report_fixtures as fx
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "install_chromium.sh"
-FIGURES = ("dimensions.png", "frontier.png", "qualitative.png", "x0_cosine.png", "training_curves.png")
+FIGURES = ("dimensions.png", "frontier.png", "qualitative.png", "x0_cosine.png", "training_curves.png",
+           "learning_total_updates.png", "learning_total_seconds.png", "learning_semantic.png", "dmd_diagnostics.png")
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +129,9 @@ def test_figures_have_the_expected_layout(built):
         assert grid.height == 2 + 6 * (64 + 2)
     study = collect_study(runs / fx.STUDY)
     curves = load_curves(study)
-    assert len(curves) == 3 * 20 * (2 + 4)  # seeds × steps × terms; shared by every schedule, read once
-    assert set(curves[curves["method"] == "ASD"]["term"]) == set(fx.LOSS_TERMS["ASD"])
+    losses = curves[curves["term"].str.startswith("loss_")]
+    assert len(losses) == 3 * 20 * (2 + 4)  # seeds × steps × terms; shared by every schedule, read once
+    assert set(losses[losses["method"] == "ASD"]["term"]) == set(fx.LOSS_TERMS["ASD"])
 
 
 def test_cosine_matrices_per_frame_follow_the_schedule(built):
@@ -149,9 +151,9 @@ def test_findings_are_computed_from_the_numbers(built):
     _, result = built
     sentences = result.studies[0].findings
     assert sentences[0] == "The tables rest on 18 complete runs of 19 (18 complete, 1 failed)."
-    half = 2.776445 * math.sqrt(2 * 0.25 / 3)  # Welch df 4, sd 0.5 on both sides
-    assert (f"At 1 step, ASD scores 6.00 Total points above DMD (95% CI of the difference "
-            f"[{6 - half:.2f}, {6 + half:.2f}], which excludes 0; n = 3 vs 3 seeds).") in sentences
+    half = 4.302653 * 0.5 / math.sqrt(3)  # rows pair by seed: differences 6 + (0, −0.5, 0.5), t on 2 df
+    assert (f"At 1 step, ASD scores 6.00 Total points above DMD (paired by seed: 95% CI of the mean per-seed "
+            f"difference [{6 - half:.2f}, {6 + half:.2f}], which excludes 0; n = 3 paired seeds).") in sentences
     assert any(s.startswith("For ASD, first-frame enhancement (1* steps) scores 2.00 Total points above plain 1")
                and s.endswith("for 3 more NFE.") for s in sentences)
     assert any(s.startswith("The highest Total is ASD at 2 steps (NFE 6): 78.75 ± ") for s in sentences)
