@@ -212,6 +212,7 @@ def training_curves(inputs: FigureInputs) -> Figure | None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(terms):]:
         ax.set_visible(False)
+    fig.tight_layout()
     name = _save(fig, inputs, "training_curves.png")
     return Figure(name, "Training curves of every loss term",
                   "Mean over seeds per method; the band is the 95% t-interval over seeds. Counters, "

@@ -64,6 +64,7 @@ def _total_figure(inputs: FigureInputs, x: str, note: bool) -> Figure | None:
         _panel(ax, points, schedule, TOTAL, x, 1.0, inputs.table.confidence)
         ax.set_title(f"Total at {schedule} step{'s' if schedule != '1' else ''}", fontsize=9)
         ax.set_ylabel("Total")
+    fig.tight_layout()
     name = _save(fig, inputs, f"learning_total_{x}.png")
     return Figure(name, f"Learning curves: Total against {X_LABELS[x]}",
                   f"One line per distilled variant: the mean over seeds of {EMA_NOTE} on the training-eval set "
@@ -90,10 +91,15 @@ def learning_semantic(inputs: FigureInputs) -> Figure | None:
     schedule = CONVERGENCE_SCHEDULE if CONVERGENCE_SCHEDULE in schedules else schedules[0]
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    ncols = min(3, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
         _panel(ax, points, schedule, metric, "updates", 100.0 if metric in dims else 1.0, inputs.table.confidence)
         ax.set_title(metric.replace("_", " ").capitalize() + ("" if metric == SEMANTIC else " (%)"), fontsize=9)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.tight_layout()
     name = _save(fig, inputs, "learning_semantic.png")
     return Figure(name, f"Learning curves: the semantic dimensions at {schedule} step{'s' if schedule != '1' else ''}",
                   f"The Semantic score and each semantic dimension against generator updates: the mean over seeds "
@@ -124,6 +130,7 @@ def dmd_diagnostics(inputs: FigureInputs) -> Figure | None:
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
     axes[0][0].set_ylabel("RMS gap of x̂0 predictions")
+    fig.tight_layout()
     name = _save(fig, inputs, "dmd_diagnostics.png")
     return Figure(name, "DMD diagnostics: has the fake score left the teacher?",
                   "Per distilled variant, RMS gaps between x̂0 predictions on the generator's noised samples, mean "
