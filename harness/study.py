@@ -156,15 +156,23 @@ def apply_level(pipeline: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return {**pipeline, "init_args": deep_merge(init_args, overrides)}
 
 
-def _accepted_overrides(run_overrides: Mapping[str, Any], pipeline: Mapping[str, Any]) -> dict[str, Any]:
-    """A preset's pipeline overrides minus the init_args this run's pipeline class does not take
-    (``num_videos`` for every row, ``method.*`` only for rows that have a method)."""
+def _accepted_overrides(run_overrides: Mapping[str, Any], plugin: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's pipeline overrides minus the init_args this run's plugins do not take, at every level:
+    ``num_videos`` reaches every row, ``method.*`` only rows that have a method, and
+    ``method.init_args.train`` only methods that train."""
     out = dict(run_overrides)
     if isinstance(out.get("init_args"), Mapping) and "class_path" not in out:
-        accepted = _init_parameters(str(pipeline.get("class_path")))
+        accepted = _init_parameters(str(plugin.get("class_path")))
         if accepted:
-            out["init_args"] = {k: v for k, v in out["init_args"].items() if k in accepted}
+            args = plugin.get("init_args") or {}
+            out["init_args"] = {
+                k: _accepted_overrides(v, args[k]) if _is_plugin(v) and _is_plugin(args.get(k)) else v
+                for k, v in out["init_args"].items() if k in accepted}
     return out
+
+
+def _is_plugin(node: Any) -> bool:
+    return isinstance(node, Mapping) and ("class_path" in node or "init_args" in node)
 
 
 def _init_parameters(class_path: str) -> set[str] | None:

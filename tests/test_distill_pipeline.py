@@ -41,3 +41,27 @@ def test_the_sampler_gets_the_method_s_schedule(monkeypatch):
     assert seen == [pipe.schedule]
     assert seen[0].label == "2*" and seen[0].steps == (1000.0, 800.0)
     assert seen[0].first_steps == (1000.0, 800.0, 400.0, 200.0)
+
+
+def test_a_preset_s_method_settings_reach_only_methods_that_take_them(tmp_path):
+    """``method.init_args.train`` in a preset trains the students and skips the causal-init row."""
+    from harness.study import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "name: rows\n"
+        "pipeline:\n"
+        "  class_path: harness.pipelines.DistillAndEvaluate\n"
+        "  init_args:\n"
+        "    world: {class_path: harness.worlds.sprites.world.SpritesWorld, init_args: {size: smoke}}\n"
+        "    method: {class_path: methods.asd.ASD}\n"
+        "grid:\n"
+        "  - variant:\n"
+        "      causal_init: {method: {class_path: methods.undistilled.Undistilled}}\n"
+        "      asd: {}\n"
+        "presets:\n"
+        "  quick: {pipeline.init_args.method.init_args.train: {steps: 7}}\n")
+    runs = {r.labels["variant"]: r.config["pipeline"]["init_args"]["method"] for r in load_study(study, "quick").runs}
+    assert runs["asd"]["init_args"]["train"]["steps"] == 7
+    assert "train" not in runs["causal_init"]["init_args"]
+    assert runs["causal_init"]["class_path"] == "methods.undistilled.Undistilled"

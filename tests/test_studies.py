@@ -24,7 +24,7 @@ def test_ablation_smoke_runs_every_method_and_reports(runs):
     proc = harness("run", str(ROOT / "studies" / "ablation_asd.yaml"), "--preset", "smoke", "--runs-dir", str(runs),
                    "--plain", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "study ablation_asd: 10 runs — 10 computed, 0 already complete, 0 failed" in proc.stdout
+    assert "study ablation_asd: 24 runs — 24 computed, 0 already complete, 0 failed" in proc.stdout
     report = runs / "report"
     for name in ("index.html", "table.md", "table.tex", "table.html", "findings.md", "qualitative.png",
                  "x0_cosine.png", "training_curves.png", "dimensions.png", "frontier.png"):
@@ -34,9 +34,10 @@ def test_ablation_smoke_runs_every_method_and_reports(runs):
     assert header[:7] == ["Method", "Steps", "NFE", "n", "Total", "Quality", "Semantic"]
     assert {"Object class", "Color", "Motion direction", "Temporal flickering"} <= set(header)
     body = [[c.strip() for c in r.strip("|").split("|")][:3] for r in rows[1:]]  # rows[0] is the header
-    assert body == [["dmd", "1", "4"], ["dmd", "2", "6"], ["dmd", "1*", "7"], ["dmd", "2*", "8"],
-                    ["asd", "1", "4"], ["asd", "2", "6"], ["asd", "1*", "7"], ["asd", "2*", "8"],
-                    ["self_forcing_1step", "1", "4"], ["self_forcing_2step", "2", "6"]]
+    students = [["1", "4"], ["2", "6"], ["3", "8"], ["4", "10"], ["1*", "7"], ["2*", "8"]]
+    assert body == ([["teacher", "1", "2"], ["teacher", "2", "4"], ["teacher", "4", "8"], ["teacher", "50", "100"]]
+                    + [[variant, *row] for variant in ("causal_init", "dmd", "asd") for row in students]
+                    + [["self_forcing_1step", "1", "4"], ["self_forcing_2step", "2", "6"]])
     assert "\\toprule" in (report / "table.tex").read_text()
     # one distillation per (method config, seed), shared by the four schedules of each variant
     assert len(list((runs / ".stages").glob("distill-asd/*/generator.safetensors"))) == 2
@@ -52,7 +53,7 @@ def test_ablation_rerun_recomputes_nothing(runs):
     proc = harness("run", str(ROOT / "studies" / "ablation_asd.yaml"), "--preset", "smoke", "--runs-dir", str(runs),
                    "--plain", "--no-report", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "0 computed, 10 already complete" in proc.stdout
+    assert "0 computed, 24 already complete" in proc.stdout
     assert complete_results(study_dir) == before
     assert sorted(p.name for p in (runs / ".stages").rglob("stage.json")) == stages_before
 
@@ -63,7 +64,10 @@ def test_main_table_smoke_has_the_papers_rows(runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (runs / "report" / "main_table" / "table.md").read_text().splitlines()
     rows = [[c.strip() for c in r.strip("|").split("|")][:3] for r in table if r.startswith("| ")][1:]
-    assert rows == [["teacher", "50", "100"], ["diffusion_forcing", "30", "62"], ["dmd_causvid", "4", "10"],
+    assert rows == [["teacher", "1", "2"], ["teacher", "2", "4"], ["teacher", "4", "8"], ["teacher", "50", "100"],
+                    ["causal_init", "4", "10"], ["causal_init", "2", "6"], ["causal_init", "1", "4"],
+                    ["causal_init", "2*", "8"], ["causal_init", "1*", "7"],
+                    ["diffusion_forcing", "30", "62"], ["dmd_causvid", "4", "10"],
                     ["self_forcing", "4", "10"], ["self_forcing_2step", "2", "6"], ["self_forcing_1step", "1", "4"],
                     ["asd", "4", "10"], ["asd", "2*", "8"], ["asd", "1*", "7"], ["real_data", "-", "0"]]
     # the teacher and causal init trained for the ablation are reused, not retrained
@@ -71,7 +75,7 @@ def test_main_table_smoke_has_the_papers_rows(runs):
     # every row, the real-data row included, has per-prompt diversity against a reference of the same
     # prompt mix, so the mode-collapse column is defined everywhere
     results = [json.loads(p.read_text())["metrics"] for p in (runs / "main_table").glob("*/result.json")]
-    assert len(results) == 10
+    assert len(results) == 18
     for metrics in results:
         assert "reference_diversity" not in metrics.get("undefined", []), metrics.get("method")
         assert metrics["reference_diversity"] > 0 and metrics["diversity_ratio"] > 0
