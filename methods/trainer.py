@@ -177,7 +177,9 @@ class Trainer:
         self.ranks.sync_weights(recipe.generator, recipe.critic)
         noise = self.ranks.shard_noise(noise, s.batch_size)  # the same generator, this rank's rows
         ratio = s.critic_updates_per_generator
-        row: dict[str, float] = self._evaluate(recipe, 0) if step == 0 else {}
+        if step == 0 and self.ranks.writer and (before := self._evaluate(recipe, 0)):
+            self.ctx.log(before, 0)  # its own row: with eval.every 1 the first update's scores share step 0
+        row: dict[str, float] = {}
         while step < s.steps:
             if step % ratio == 0:
                 g_step = recipe.generator_step

@@ -34,19 +34,25 @@ def test_the_hook_does_not_change_what_is_trained(tmp_path):
     for (name, a), (_, b) in zip(with_hook.state_dict().items(), without.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     strip = [{k: v for k, v in row.items() if not k.startswith("eval/")} for row in rows_on]
-    assert strip == rows_off  # the same losses at every step
+    assert [row for row in strip if set(row) != {"step"}] == rows_off  # the same losses at every step
 
 
 def test_the_hook_runs_before_training_at_its_interval_and_after_the_last_update(tmp_path):
     _, rows = _distill(tmp_path, "every2", every=2, steps=9)  # generator updates at steps 0, 2, 4, 6, 8
     evaluated = [(row["step"], row["eval/updates"]) for row in rows if "eval/updates" in row]
     assert evaluated == [(0, 0.0), (2, 2.0), (6, 4.0), (8, 5.0)]
-    first, later = rows[0], rows[6]
+    assert not any(k.startswith("generator/") for k in rows[0])  # the evaluation before training: its own row
+    first, later = rows[0], rows[7]
     assert {"eval/raw/1/brightness", "eval/raw/2/brightness", "eval/train_seconds"} <= set(first)
     assert not any(k.startswith("eval/ema/") for k in first)  # no EMA before ema_start_step
     assert {"eval/ema/1/brightness", "eval/ema/2/brightness"} <= set(later)
     clocks = [row["eval/train_seconds"] for row in rows if "eval/train_seconds" in row]
     assert clocks == sorted(clocks) and clocks[0] >= 0.0
+
+
+def test_every_update_keeps_the_scores_before_training_apart(tmp_path):
+    _, rows = _distill(tmp_path, "every1", every=1, steps=4)
+    assert [row["eval/updates"] for row in rows if "eval/updates" in row] == [0.0, 1.0, 2.0]
 
 
 def test_dmd_diagnostic_says_how_far_the_fake_score_is_from_the_teacher(tmp_path):
