@@ -154,17 +154,20 @@ def parse_override(text: str) -> tuple[str, Any]:
 # Allowlist
 # ---------------------------------------------------------------------------------------------
 def iter_class_paths(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Yield ``(key path, class_path)`` for every plugin named anywhere in a raw config tree."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key == "class_path":
-                yield path or "<root>", value
-            else:
-                yield from iter_class_paths(value, sub)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from iter_class_paths(value, f"{path}[{i}]")
+    """Yield ``(key path, class_path)`` for every plugin named anywhere in a config tree, in document
+    order, with an explicit stack: resolved configs may nest deeper than a study file may."""
+    stack: list[tuple[Any, str]] = [(node, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, Mapping):
+            if "class_path" in item:
+                yield where or "<root>", item["class_path"]
+            children = [(v, f"{where}.{k}" if where else str(k)) for k, v in item.items() if k != "class_path"]
+        elif isinstance(item, (list, tuple)):
+            children = [(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        stack.extend(reversed(children))
 
 
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")

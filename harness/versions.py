@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import iter_class_paths
 from .errors import ConfigError
 
 VERSION_ATTR = "version"
@@ -75,23 +76,15 @@ def class_versions(class_path: str) -> dict[str, int] | None:
     return out
 
 
-def iter_class_paths(tree: Any) -> Iterable[str]:
-    """Every ``class_path`` string of a config tree, without recursion (configs may nest deeply)."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            if isinstance(node.get("class_path"), str):
-                yield node["class_path"]
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
+def class_paths(tree: Any) -> Iterable[str]:
+    """Every ``class_path`` string of a config tree."""
+    return (path for _, path in iter_class_paths(tree) if isinstance(path, str))
 
 
 def code_versions(config: Any) -> dict[str, int]:
     """The versions of every class a resolved config names, sorted by name (the allowlist was checked)."""
     out: dict[str, int] = {}
-    for class_path in iter_class_paths(config):
+    for class_path in class_paths(config):
         found = class_versions(class_path)
         if found is None:
             raise ConfigError(f"class_path '{class_path}' cannot be imported")
@@ -107,7 +100,7 @@ def stage_versions(config: Any, version: int = DEFAULT_VERSION) -> dict[str, int
 def current_versions(config: Any) -> dict[str, int | None]:
     """Like :func:`code_versions`, but a class that no longer imports maps to None (for ``ls``/reports)."""
     out: dict[str, int | None] = {}
-    for class_path in iter_class_paths(config):
+    for class_path in class_paths(config):
         try:
             found = class_versions(class_path)
         except ConfigError:
