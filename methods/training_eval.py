@@ -14,6 +14,7 @@ learning curves can be drawn against either.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
+
+log = logging.getLogger(__name__)
 
 class Evaluate(Protocol):
     """Scores of ``model`` sampled at ``spec`` on the caller's fixed set of ``num_videos`` videos."""
@@ -91,13 +94,21 @@ class TrainingEval:
                     model.eval()
                     try:
                         for spec in self.settings.schedules:
-                            scores = self.evaluate(model, str(spec), num_videos=self.settings.num_videos,
-                                                   seed=self.settings.seed)
-                            row.update({f"eval/{name}/{spec}/{k}": float(v) for k, v in scores.items()
-                                        if isinstance(v, (int, float))})
+                            row.update(self._scores(name, model, str(spec)))
                     finally:
                         model.train(was_training)
         finally:
             torch.set_rng_state(rng)
         self._since = time.perf_counter()  # the hook's own time is not training time
         return row
+
+    def _scores(self, name: str, model: nn.Module, spec: str) -> dict[str, float]:
+        """One model at one schedule. A set the evaluator cannot score (a dimension undefined on these
+        few videos) is a warning: a diagnostic never stops the training it watches."""
+        try:
+            scores = self.evaluate(model, spec, num_videos=self.settings.num_videos, seed=self.settings.seed)
+        except HarnessError as exc:
+            log.warning("evaluation while training skipped for %s at %s steps: %s (raise train.eval.num_videos?)",
+                        name, spec, exc)
+            return {}
+        return {f"eval/{name}/{spec}/{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))}

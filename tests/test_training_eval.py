@@ -69,3 +69,17 @@ def test_settings_are_checked():
         EvalSettings(every=-1)
     with pytest.raises(ConfigError, match="at least one schedule"):
         EvalSettings(every=2, schedules=[])
+
+
+def test_a_set_the_evaluator_cannot_score_is_skipped_with_a_warning(caplog):
+    from methods.training_eval import TrainingEval
+
+    def evaluate(model, spec, *, num_videos, seed):
+        if spec == "1":
+            raise ConfigError("sprites-bench score: dimension 'multiple_objects' has non-finite value nan")
+        return {"total": 50.0}
+
+    hook = TrainingEval(EvalSettings(every=1, schedules=["1", "2"], num_videos=2), evaluate)
+    row = hook.run(3, {"raw": torch.nn.Linear(2, 2)})
+    assert row["eval/raw/2/total"] == 50.0 and "eval/raw/1/total" not in row
+    assert "skipped for raw at 1 steps" in caplog.text
