@@ -257,7 +257,9 @@ def load_curves(study: StudyData) -> pd.DataFrame:
     (method, generator) pair is read once, from a run folder's ``distill_metrics.jsonl`` (else from the
     stage cache). Reference rows have no trained generator (``distill-<method>/<key>``) and no curves.
     """
-    columns = ["method", "seed", "generator", "step", "term", "value"]
+    # ``line``: which logged row a value came from; two rows may share a step (the scores before
+    # training and those after the first update are both logged at step 0)
+    columns = ["method", "seed", "generator", "step", "line", "term", "value"]
     if study.complete.empty:
         return pd.DataFrame(columns=columns)
     records = []
@@ -266,11 +268,12 @@ def load_curves(study: StudyData) -> pd.DataFrame:
     pairs = trained.drop_duplicates(["method", "generator"])
     for _, run in pairs.iterrows():
         path = _training_log(study, trained, str(run["generator"]))
-        for line in _jsonl(path, study.problems, f"{study.name}: curves of {run['generator']}"):
+        for index, line in enumerate(_jsonl(path, study.problems, f"{study.name}: curves of {run['generator']}")):
             step = line.get("step")
             for term, value in line.items():
                 if term != "step" and _numeric(value) and _numeric(step):
-                    records.append((run["method"], run["seed"], run["generator"], int(step), term, float(value)))
+                    records.append((run["method"], run["seed"], run["generator"], int(step), index, term,
+                                    float(value)))
     return pd.DataFrame.from_records(records, columns=columns)
 
 

@@ -51,7 +51,7 @@ def eval_points(curves: pd.DataFrame) -> pd.DataFrame:
     if curves.empty:
         return pd.DataFrame(columns=columns)
     logged = curves[curves["term"].str.startswith(EVAL_PREFIX)]
-    keys = ["generator", "step"]
+    keys = ["generator", "line"]  # the logged row: scores and their clock are logged together
     clock = logged[logged["term"] == UPDATES][keys + ["value"]].rename(columns={"value": "updates"})
     seconds = logged[logged["term"] == SECONDS][keys + ["value"]].rename(columns={"value": "seconds"})
     parts = logged["term"].str[len(EVAL_PREFIX):].str.split("/")

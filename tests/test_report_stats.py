@@ -213,8 +213,8 @@ def _curves(values: dict[int, list[float]], updates: list[int], model: str = "ra
         for step, (u, total) in enumerate(zip(updates, totals)):
             for term, value in (("eval/updates", u), ("eval/train_seconds", 2.0 * u),
                                 (f"eval/{model}/1/total", total), ("generator/n", 2.0)):
-                records.append(("v", seed, f"distill-v/{seed}", step, term, float(value)))
-    return pd.DataFrame.from_records(records, columns=["method", "seed", "generator", "step", "term", "value"])
+                records.append(("v", seed, f"distill-v/{seed}", step, step, term, float(value)))
+    return pd.DataFrame.from_records(records, columns=["method", "seed", "generator", "step", "line", "term", "value"])
 
 
 @pytest.mark.parametrize("values, updates, state", [
@@ -234,7 +234,7 @@ def test_convergence_verdict_on_synthetic_curves(values, updates, state):
 def test_counters_are_never_curves():
     curves = _curves({0: [1.0, 2.0, 3.0]}, [0, 5, 10])
     curves = pd.concat([curves, pd.DataFrame.from_records(
-        [("v", 0, "distill-v/0", 1, term, 1.0) for term in ("generator/loss", "generator/exit_step", "eval/raw/1/n",
+        [("v", 0, "distill-v/0", 1, 1, term, 1.0) for term in ("generator/loss", "generator/exit_step", "eval/raw/1/n",
                                                             "generator/fake_vs_teacher")],
         columns=curves.columns)])
     assert plotted_terms(curves) == ["generator/loss"]
