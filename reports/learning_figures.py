@@ -129,11 +129,11 @@ def dmd_diagnostics(inputs: FigureInputs) -> Figure | None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods):]:
         ax.set_visible(False)
-    axes[0][0].set_ylabel("RMS gap of x̂0 predictions")
+    axes[0][0].set_ylabel("mean |gap| of x̂0 predictions")
     fig.tight_layout()
     name = _save(fig, inputs, "dmd_diagnostics.png")
     return Figure(name, "DMD diagnostics: has the fake score left the teacher?",
-                  "Per distilled variant, RMS gaps between x̂0 predictions on the generator's noised samples, mean "
+                  "Per distilled variant, mean absolute gaps between x̂0 predictions on the generator's noised samples, mean "
                   "over seeds with the 95% t-interval band: fake_vs_teacher (critic vs conditional teacher) far below "
                   "cfg_gap (guided vs conditional teacher) means DMD mostly distils guidance; fake_vs_real (critic vs "
                   "guided teacher) drives DMD's gradient.")
