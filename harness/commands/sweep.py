@@ -56,12 +56,14 @@ def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_t
 
 
 def _exit_code(study, spec, report, runs_dir: Path) -> int:
-    """1 when this process ran trials and the study holds no complete one: every trial failed (or was
-    pruned), so the sweep found nothing. ``--n-trials 0`` (set up, run nothing) is no failure."""
+    """1 when this process ran trials and the study holds no complete one but failed ones: the sweep
+    found nothing because its runs broke. Trials its pruner stopped are the sweep's own decision, and
+    ``--n-trials 0`` (set up, run nothing) is no failure either."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    if not report.trials or any(t.state == TrialState.COMPLETE for t in trials):
+    if (not report.trials or any(t.state == TrialState.COMPLETE for t in trials)
+            or not any(t.state == TrialState.FAIL for t in trials)):
         return 0
     print(f"sweep {spec.name}: no trial complete ({len(trials)} trials, none finished); "
           f"`harness ls {runs_dir / spec.name}` shows why each run failed", file=sys.stderr)
