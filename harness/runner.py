@@ -195,7 +195,7 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
         elif run_dir.metrics_path.exists():
             run_dir.metrics_path.unlink()
         metrics = _json_metrics(pipeline.run(ctx), spec.name)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded; interrupts are re-raised below
         monitor.stop()
         if isinstance(exc, RunPruned):  # not an error: the sweep chose to stop it; resumable like any run
             return _record_pruned(spec, run_dir, monitor, tracker, exc, t0, resumed_from)

@@ -18,7 +18,16 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import CorruptFileError
-from harness.store import COMPLETE, CORRUPT, RUNNING, STUDY_MANIFEST, RunDir, RunStore, read_json_object, require_folder
+from harness.store import (
+    COMPLETE,
+    CORRUPT,
+    RUNNING,
+    STUDY_MANIFEST,
+    RunDir,
+    RunStore,
+    read_json_object,
+    require_folder,
+)
 from harness.versions import study_flags
 
 STAGES_DIRNAME = ".stages"

@@ -184,6 +184,13 @@ def qualitative_grid(inputs: FigureInputs) -> Figure | None:
 
 
 # -- training curves ------------------------------------------------------------------------------
+def panel_grid(count: int, max_cols: int, width: float, height: float, **kw) -> tuple[plt.Figure, np.ndarray]:
+    """A figure of ``count`` panels, at most ``max_cols`` a row, each ``width`` × ``height`` inches."""
+    ncols = min(max_cols, count)
+    nrows = math.ceil(count / ncols)
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+
+
 def band(ax: plt.Axes, stats: pd.DataFrame, label: str) -> None:
     """A line at the mean over seeds with its 95% t-interval band (from :func:`reports.learning.curve`)."""
     n = int(stats["n"].max()) if len(stats) else 0
@@ -201,9 +208,7 @@ def training_curves(inputs: FigureInputs) -> Figure | None:
     terms = plotted_terms(curves)
     if not terms:
         return None
-    ncols = min(4, len(terms))
-    nrows = math.ceil(len(terms) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = panel_grid(len(terms), 4, 3.6, 2.8)
     for ax, term in zip(axes.flat, terms):
         for method, stats in step_curve(curves, term, inputs.table.confidence).items():
             band(ax, stats, method)

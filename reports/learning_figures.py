@@ -7,13 +7,11 @@ evaluated while training gets no such figure and one note saying why.
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from .collect import _known_dimensions
-from .figures import Figure, FigureInputs, _save, band
+from .figures import Figure, FigureInputs, _save, band, panel_grid
 from .learning import (
     CONVERGENCE_SCHEDULE,
     DIAGNOSTICS,
@@ -91,9 +89,7 @@ def learning_semantic(inputs: FigureInputs) -> Figure | None:
     schedule = CONVERGENCE_SCHEDULE if CONVERGENCE_SCHEDULE in schedules else schedules[0]
     if not metrics:
         return None
-    ncols = min(3, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = panel_grid(len(metrics), 3, 3.8, 3.0)
     for ax, metric in zip(axes.flat, metrics):
         _panel(ax, points, schedule, metric, "updates", 100.0 if metric in dims else 1.0, inputs.table.confidence)
         ax.set_title(metric.replace("_", " ").capitalize() + ("" if metric == SEMANTIC else " (%)"), fontsize=9)
@@ -117,9 +113,7 @@ def dmd_diagnostics(inputs: FigureInputs) -> Figure | None:
         return None
     per_term = {term: step_curve(curves, term, inputs.table.confidence) for term in terms}
     methods = list(dict.fromkeys(m for stats in per_term.values() for m in stats))
-    ncols = min(4, len(methods))
-    nrows = math.ceil(len(methods) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.0 * nrows), squeeze=False, sharey=True)
+    fig, axes = panel_grid(len(methods), 4, 4.0, 3.0, sharey=True)
     for ax, method in zip(axes.flat, methods):
         for term in terms:
             if method in per_term[term]:

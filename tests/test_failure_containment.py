@@ -70,7 +70,7 @@ def run_folders(runs: Path, study: str = "fc") -> list[Path]:
 def done(tmp_path, capsys):
     """A complete two-run study and its runs folder."""
     study, runs = study_file(tmp_path), tmp_path / "runs"
-    code, out, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
+    code, _, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
     assert code == 0, err
     return study, runs
 
@@ -234,7 +234,7 @@ def test_stage_build_resumes_from_the_newest_valid_checkpoint(tmp_path, capsys):
     assert code == 1 and "planned failure at step 4" in err
     build = building_folder(runs)
     (build / "checkpoints" / "step-00000003.pt").write_bytes(bytes(range(256)))
-    code, out, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
+    code, _, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
     assert code == 0, err
     final = build.parent / build.name.removeprefix(".").removesuffix(".building")
     assert (final / "steps.log").read_text().split() == ["1", "2", "3", "3", "4"]  # resumed after step 2
@@ -252,7 +252,7 @@ def test_unusable_stage_checkpoint_names_the_build_folder_and_force_rebuilds_it(
     assert code == 1 and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if "does not match" in line]
     assert str(build) in line and "--force" in line and "delete it" in line
-    code, out, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report", "--force")
+    code, _, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report", "--force")
     assert code == 0, err
     assert not build.exists()
     (run,) = [d for d in run_folders(runs, "st") if (d / "result.json").exists()]
@@ -420,7 +420,7 @@ def test_ls_and_report_on_a_missing_or_file_runs_folder_are_one_line(tmp_path, c
 
 
 def test_sweep_whose_every_trial_failed_exits_1(tmp_path, capsys):
-    code, out, err = cli(capsys, "sweep", _sweep_file(tmp_path, fail=True), "--runs-dir", tmp_path / "runs",
+    code, _, err = cli(capsys, "sweep", _sweep_file(tmp_path, fail=True), "--runs-dir", tmp_path / "runs",
                          "--n-trials", "2", "--no-report")
     assert code == 1  # (Optuna itself logs each failed trial's traceback as a warning)
     assert "sweep swfc: no trial complete (2 trials, none finished)" in err

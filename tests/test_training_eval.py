@@ -9,8 +9,8 @@ from harness.errors import ConfigError
 from harness.pipelines.training_eval import FixedSetScores
 from methods.asd import ASD
 from methods.base import TrainContext
-from methods.training_eval import EvalSettings
 from methods.trainer import TrainSettings
+from methods.training_eval import EvalSettings
 from tests.fake_world import FakeWorld
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
