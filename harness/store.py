@@ -119,10 +119,6 @@ class RunDir:
         """
         return self.read_status().get("state") == RUNNING and not self.lock().is_locked_elsewhere()
 
-    def heartbeat_age(self) -> float | None:
-        beat = self.read_status().get("heartbeat")
-        return None if beat is None else max(0.0, time.time() - float(beat))
-
     # -- content -----------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_yaml(self.config_path, config, durable=False)  # rewritten by every attempt

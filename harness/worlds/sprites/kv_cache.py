@@ -36,10 +36,6 @@ class KVCache:
     # -- reading ---------------------------------------------------------------------------------
 
     @property
-    def is_empty(self) -> bool:
-        return self.num_frames == 0
-
-    @property
     def batch_size(self) -> int | None:
         return self._keys[0].shape[0] if self._keys else None
 

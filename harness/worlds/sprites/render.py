@@ -50,9 +50,6 @@ class SpriteStates:
     direction: np.ndarray  # int64 [N, O], initial direction of motion
     background: np.ndarray  # int64 [N]
 
-    def centers(self, size: int) -> np.ndarray:
-        return self.top_left.astype(np.float64) + (size - 1) / 2.0
-
     def edit(self, **changes) -> SpriteStates:
         return replace(self, **changes)
 
