@@ -31,6 +31,39 @@ from .tracking import NullTracker, Tracker
 from .versions import code_versions
 
 Grid = list[dict[str, dict[str, dict[str, Any]]]]
+# Display keys: a grid level's ``label`` and a method node's ``display_name`` name a row in reports, logs and
+# trackers; they are taken out before a run's config is parsed, so they never enter its hash.
+LABEL_KEY, DISPLAY_NAME_KEY = "label", "display_name"
+
+
+def split_display(overrides: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """A grid level's display name (its ``label``, else its method's ``display_name``) and the overrides
+    without either key. Renaming a row then re-keys no run, and a row without one keeps its level key."""
+    rest = dict(overrides or {})
+    label = rest.pop(LABEL_KEY, None)
+    method = rest.get("method")
+    if isinstance(method, Mapping) and DISPLAY_NAME_KEY in method:
+        method = dict(method)
+        label = label if label is not None else method.pop(DISPLAY_NAME_KEY)
+        method.pop(DISPLAY_NAME_KEY, None)
+        rest["method"] = method
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise ConfigError(f"a grid level's '{LABEL_KEY}' or method '{DISPLAY_NAME_KEY}' must be a non-empty "
+                          f"string, got {label!r}")
+    return label, rest
+
+
+def grid_display_names(grid: Grid | None) -> dict[tuple[str, str], str]:
+    """(axis, level) → display name of every labelled level of a grid (the first one where two products
+    label the same level); reports read it from a study's manifest."""
+    names: dict[tuple[str, str], str] = {}
+    for product in grid or []:
+        for axis, levels in (product or {}).items():
+            for level, overrides in (levels or {}).items():
+                label = split_display(overrides)[0] if isinstance(overrides, Mapping) else None
+                if label is not None:
+                    names.setdefault((str(axis), str(level)), label)
+    return names
 
 
 class Study:
@@ -90,7 +123,10 @@ class RunSpec:
 
     @property
     def job_type(self) -> str:
-        """The method, for grouping in trackers: the pipeline's method plugin if it has one."""
+        """The row's variant (``dmd``, ``self_forcing_1step``), for grouping in trackers; without a variant
+        axis, the pipeline's method plugin (its class would call the ``dmd`` row, ASD at α = 0, ``asd``)."""
+        if self.labels.get("variant"):
+            return str(self.labels["variant"])
         pipe = self.config["pipeline"]
         method = (pipe.get("init_args") or {}).get("method")
         class_path = method.get("class_path") if isinstance(method, Mapping) else pipe.get("class_path")
@@ -218,13 +254,17 @@ def expand_grid(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
         axes = list(product.items())
         for levels in itertools.product(*[list(levels.items()) for _, levels in axes]):
             labels = {axis: str(level) for (axis, _), (level, _) in zip(axes, levels)}
+            where = f"grid[{gi}]" + "".join(f".{a}.{lvl}" for a, lvl in labels.items())
             merged = dict(raw_pipeline)
             for _, overrides in levels:
+                try:
+                    overrides = split_display(overrides)[1]
+                except ConfigError as exc:
+                    raise ConfigError(f"{source}: {where}: {exc}") from None
                 if overrides:
                     merged = apply_level(merged, overrides)
             if run_overrides:
                 merged = deep_merge(merged, _accepted_overrides(run_overrides, merged))
-            where = f"grid[{gi}]" + "".join(f".{a}.{lvl}" for a, lvl in labels.items())
             check_allowlist({"pipeline": merged}, allow_modules, f"{source}: {where}")
             points.append((labels, merged, where))
     runs: dict[str, RunSpec] = {}
