@@ -10,9 +10,16 @@ backbone's features. With the relativistic loss ``softplus(−(D(a) − D(b)))``
 * discriminator (on critic steps): the mirror ``softplus(−(D_n(Ψ(x_{n+1})) − D_n(Ψ(x_n))))``,
   plus optional finite-difference R1 (on the n+1 branch) / R2 (on the n branch) as in R3GAN.
 
-A critic step draws its own n and its own no-grad pair; the fake score's flow loss uses that step's
-n-step output (the sample the DMD loss is applied to), and the discriminator loss joins it on the same
-optimiser step (the head and the fake score share the critic optimiser).
+A critic step draws its own n; the fake score's flow loss uses that step's n-step output (the sample
+the DMD loss is applied to), and on the steps where D updates the discriminator loss joins it on the
+same optimiser step — the head in its own parameter group (its own lr and betas when given) — and only
+those steps roll out the no-grad (n+1)-step branch.
+
+What makes D able to learn and α comparable across backbones (issue 19): a warm-up of critic steps
+with α = 0 for the generator while D trains, then a linear ramp of α (:mod:`methods.asd_calibration`);
+α per n set from a target ratio ``‖∇θ α·L_ASD‖ / ‖∇θ L_DMD‖``, which is logged per n every few
+updates either way; and D's accuracy, logit gap and feature separation on a fixed held-out set of pairs
+(:mod:`methods.asd_diagnostics`).
 
 Every choice the paper leaves open is a constructor field; the docstring of :class:`ASD` states each
 default and where it comes from (research/paper.md §2, §8). ``asd_ffe`` is this method with
@@ -20,6 +27,8 @@ default and where it comes from (research/paper.md §2, §8). ``asd_ffe`` is thi
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +38,8 @@ from harness.diffusion import DEFAULT_STEP_LIST
 from harness.errors import ConfigError
 from harness.sampling import NoiseSource
 from harness.worlds.base import World
+from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
+from methods.asd_diagnostics import HeldOutPairs
 from methods.discriminator import Discriminator, DiscriminatorHead
 from methods.distill import DistillationMethod
 from methods.distribution_matching import DEFAULT_TIMESTEPS, NoisedSample, ScoreTimesteps, noise_sample
@@ -70,7 +81,23 @@ class ASDRecipe(SelfRolloutRecipe):
         self.disc = Discriminator(
             self.fake_score, self.head, train_backbone=method.train_backbone_with_discriminator
         )
-        self.critic = nn.ModuleDict({"fake_score": self.fake_score, "head": self.head})
+        self.calibration = AlphaCalibration(max(method.n_choices), method.alpha, method.target_ratio).to(device)
+        # the calibration's α per n is a buffer of the critic, so checkpoints carry it and resume exactly
+        self.critic = nn.ModuleDict(
+            {"fake_score": self.fake_score, "head": self.head, "calibration": self.calibration}
+        )
+        self.heldout = HeldOutPairs(self.train_prompts, method.diagnostic_pairs, method.diagnostic_seed)
+
+    def critic_param_groups(self) -> list[dict[str, Any]]:
+        """The critic optimiser's groups: the fake score at ``train.lr_critic``, the head at its own lr and
+        betas where given (the trainer fills what a group leaves out from the train settings)."""
+        a = self.asd
+        head: dict[str, Any] = {"params": list(self.head.parameters())}
+        if a.discriminator_lr is not None:
+            head["lr"] = a.discriminator_lr
+        if a.discriminator_betas is not None:
+            head["betas"] = tuple(a.discriminator_betas)
+        return [{"params": list(self.fake_score.parameters())}, head]
 
     def _probe_features(self) -> tuple[int, int]:
         """Number of feature maps and their width, from one forward of the critic on a blank chunk."""
@@ -106,17 +133,32 @@ class ASDRecipe(SelfRolloutRecipe):
 
     @property
     def adversarial(self) -> bool:
-        """False at alpha = 0 (the step-unified DMD baseline): the n+1-step branch and D_n would
-        change nothing, so they are not computed and the baseline trains at Self Forcing's cost."""
-        return self.asd.alpha > 0
+        """False at alpha = 0 without a target ratio (the step-unified DMD baseline): the n+1-step
+        branch and D_n would change nothing, so they are not computed and the baseline trains at Self
+        Forcing's cost."""
+        return self.asd.alpha > 0 or self.asd.target_ratio > 0
+
+    def _updates(self, step: int) -> int:
+        return step // self.asd.train.critic_updates_per_generator
+
+    def _ratio_due(self, step: int, n: int) -> bool:
+        """Measure the gradient ratio every ``ratio_every`` updates, and before a calibrated α_n exists."""
+        every = self.asd.ratio_every
+        return (every > 0 and self._updates(step) % every == 0) or not self.calibration.known(n)
+
+    def _diagnostics_due(self, step: int) -> bool:
+        every = self.asd.diagnostics_every * self.asd.train.critic_updates_per_generator
+        return self.adversarial and every > 0 and (step % every == 0 or step == self.asd.train.steps - 1)
 
     def generator_step(self, step: int, noise: NoiseSource) -> StepOutput:
         _, cond, uncond = self.prompt_batch(noise)
         n = noise.choice(self.asd.n_choices)
-        if not self.adversarial:
+        scale = alpha_scale(step, self.asd.warmup_steps, self.asd.alpha_ramp_steps) if self.adversarial else 0.0
+        measure = self.adversarial and self._ratio_due(step, n)
+        if scale == 0.0 and not measure:  # DMD alone (the baseline, or the warm-up): no n+1 branch, no D
             x_n = self.rollout(cond, self.training_schedule(n), noise, grad=True).video
             dmd, metrics = self.scores.generator_loss(x_n, cond, uncond, noise)
-            metrics.update(n=float(n))
+            metrics.update(n=float(n), **({"alpha": 0.0} if self.adversarial else {}))
             return StepOutput(dmd, {"dmd": dmd.detach()}, metrics)
         x_n, x_next = self._pair(cond, n, noise, grad=True)
         dmd, metrics = self.scores.generator_loss(x_n, cond, uncond, noise)
@@ -125,28 +167,46 @@ class ASDRecipe(SelfRolloutRecipe):
         with torch.no_grad():
             d_next = self.disc(psi_next.x_t, psi_next.timestep, cond, n)
         adversarial = relativistic_loss(d_n, d_next)
-        loss = dmd + self.asd.alpha * adversarial
-        metrics.update(n=float(n), logit_n=float(d_n.detach().mean()), logit_n_plus_1=float(d_next.mean()))
+        if measure:  # at the full α_n (after calibration when a target ratio is set), warm-up or not
+            params = [p for p in self.generator.parameters() if p.requires_grad]
+            metrics[f"grad_ratio_n{n}"] = self.calibration.update(n, *gradient_ratio(dmd, adversarial, params))
+        alpha = scale * self.calibration.value(n)
+        loss = dmd + alpha * adversarial
+        metrics.update(
+            n=float(n), alpha=alpha, logit_n=float(d_n.detach().mean()), logit_n_plus_1=float(d_next.mean())
+        )
         return StepOutput(loss, {"dmd": dmd.detach(), "asd": adversarial.detach()}, metrics)
 
     def critic_step(self, step: int, noise: NoiseSource) -> StepOutput:
         _, cond, _ = self.prompt_batch(noise)
         n = noise.choice(self.asd.n_choices)
-        if not self.adversarial:
-            with torch.no_grad():
-                x_n = self.rollout(cond, self.training_schedule(n), noise, grad=False).video
-            flow = self.scores.critic_loss(x_n, cond, noise)
-            return StepOutput(flow, {"flow": flow.detach()}, {"n": float(n)})
+        trains_d = self.adversarial and step % self.asd.discriminator_interval == 0
         with torch.no_grad():
-            x_n, x_next = self._pair(cond, n, noise, grad=False)
+            if trains_d:
+                x_n, x_next = self._pair(cond, n, noise, grad=False)
+            else:  # D does not update on this step: the (n+1)-step rollout would be wasted
+                x_n = self.rollout(cond, self.training_schedule(n), noise, grad=False).video
         flow = self.scores.critic_loss(x_n, cond, noise)
-        if step % self.asd.discriminator_interval:
-            return StepOutput(flow, {"flow": flow.detach()}, {"n": float(n)})
-        disc_loss, terms, metrics = self.discriminator_loss(x_n, x_next, cond, n, noise)
+        metrics = {"n": float(n)}
+        if self._diagnostics_due(step):
+            metrics.update(self.diagnostics())
+        if not trains_d:
+            return StepOutput(flow, {"flow": flow.detach()}, metrics)
+        disc_loss, terms, d_metrics = self.discriminator_loss(x_n, x_next, cond, n, noise)
         return StepOutput(
             flow + self.asd.discriminator_weight * disc_loss,
             {"flow": flow.detach(), **terms},
-            {"n": float(n), **metrics},
+            {**metrics, **d_metrics},
+        )
+
+    def diagnostics(self) -> dict[str, float]:
+        """D on the fixed held-out pairs of the current generator (:mod:`methods.asd_diagnostics`)."""
+        return self.heldout.measure(
+            lambda prompts: self.world.encode_prompts(prompts).to(self.device),
+            lambda cond, n, noise: self._pair(cond, n, noise, grad=False),
+            self._psi,
+            self.disc,
+            self.asd.n_choices,
         )
 
     def discriminator_loss(
@@ -200,11 +260,34 @@ class ASD(DistillationMethod):
         r1_weight, r2_weight: finite-difference R1 (n+1 branch) / R2 (n branch) weights; default 0
             (off). A secondary note reports R3GAN-style λ = 600, σ = 0.05, unverified (paper.md §2.2).
         regularizer_sigma: σ of the finite differences (Self Forcing default 0.01).
-        discriminator_timesteps: noise level sampler of Ψ (Self Forcing GAN: shift 5, clamp [20, 980]).
+        discriminator_timesteps: noise level sampler of Ψ (Self Forcing GAN: shift 5, clamp [20, 980]);
+            its ``shift``, ``min_t`` and ``max_t`` are the distribution of D's noise level. With shift 5
+            most of D's inputs are nearly pure noise (56% at σ > 0.8): shift 1 and ``max_t`` 500 show D
+            more of the samples.
+        discriminator_lr: learning rate of the head's own parameter group; None = ``train.lr_critic``
+            (one group with the fake score, as before issue 19). Adam moves a weight by about lr per
+            step, so the fake score's 2e-5 leaves the head near its initialisation for a whole study.
+        discriminator_betas: AdamW betas of the head's group; None = ``train.betas``.
+        warmup_steps: critic steps at the start where the generator trains with α = 0 (DMD alone, no
+            n+1 rollout on its steps) while D trains. Default 0.
+        alpha_ramp_steps: critic steps after the warm-up over which α rises linearly to its value.
+        target_ratio: when > 0, α per n is set so that ``‖∇θ α·L_ASD‖ / ‖∇θ L_DMD‖`` equals it on the
+            generator's parameters at each measurement (``alpha`` is then unused): "ASD at ratio r".
+            Default 0 (off: α = ``alpha``).
+        ratio_every: generator updates between measurements of that ratio (logged per n as
+            ``generator/grad_ratio_n{n}``; two extra backward passes each); 0 = only where a target
+            ratio needs a first α_n.
+        diagnostics_every: generator updates between the held-out diagnostics of D (and at the last
+            step); 0 = off.
+        diagnostic_pairs: (x_n, x_{n+1}) pairs per n in the held-out set.
+        diagnostic_seed: the held-out set's own noise seed (train prompts, noise no training step draws).
         step_list, reading, inference, renoise, train, timesteps: as for :class:`SelfForcing`.
     """
 
     name = "asd"
+    # 2: D's own optimiser group, warm-up and ramp of α, α from a target ratio, held-out diagnostics, and
+    # no n+1 rollout on critic steps where D does not update (issue 19)
+    version: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -221,6 +304,15 @@ class ASD(DistillationMethod):
         r2_weight: float = 0.0,
         regularizer_sigma: float = 0.01,
         discriminator_timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
+        discriminator_lr: float | None = None,
+        discriminator_betas: tuple[float, float] | None = None,
+        warmup_steps: int = 0,
+        alpha_ramp_steps: int = 0,
+        target_ratio: float = 0.0,
+        ratio_every: int = 5,
+        diagnostics_every: int = 10,
+        diagnostic_pairs: int = 16,
+        diagnostic_seed: int = 104_729,
         step_list: tuple[float, ...] = DEFAULT_STEP_LIST,
         reading: str = "prefix",
         inference: str = "uniform",
@@ -254,7 +346,32 @@ class ASD(DistillationMethod):
         self.discriminator_weight, self.discriminator_interval = discriminator_weight, discriminator_interval
         self.r1_weight, self.r2_weight, self.regularizer_sigma = r1_weight, r2_weight, regularizer_sigma
         self.discriminator_timesteps = discriminator_timesteps
+        self._check_schedule(warmup_steps, alpha_ramp_steps, target_ratio, ratio_every, diagnostics_every)
+        self._check_optimiser(discriminator_lr, discriminator_betas, diagnostic_pairs)
+        self.discriminator_lr, self.discriminator_betas = discriminator_lr, discriminator_betas
+        self.warmup_steps, self.alpha_ramp_steps = warmup_steps, alpha_ramp_steps
+        self.target_ratio, self.ratio_every = target_ratio, ratio_every
+        self.diagnostics_every, self.diagnostic_pairs = diagnostics_every, diagnostic_pairs
+        self.diagnostic_seed = diagnostic_seed
         self.num_steps = len(self.step_list)
+
+    @staticmethod
+    def _check_schedule(warmup: int, ramp: int, target_ratio: float, ratio_every: int, diagnostics: int) -> None:
+        for name, value in (("warmup_steps", warmup), ("alpha_ramp_steps", ramp), ("ratio_every", ratio_every),
+                            ("diagnostics_every", diagnostics)):
+            if value < 0:
+                raise ConfigError(f"asd.{name} must be >= 0, got {value}")
+        if target_ratio < 0:
+            raise ConfigError(f"asd.target_ratio must be >= 0 (0 = use alpha), got {target_ratio}")
+
+    @staticmethod
+    def _check_optimiser(lr: float | None, betas: tuple[float, float] | None, pairs: int) -> None:
+        if lr is not None and lr <= 0:
+            raise ConfigError(f"asd.discriminator_lr must be > 0 (or null for train.lr_critic), got {lr}")
+        if betas is not None and (len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas)):
+            raise ConfigError(f"asd.discriminator_betas must be two numbers in [0, 1), got {list(betas)}")
+        if pairs < 2:
+            raise ConfigError(f"asd.diagnostic_pairs must be >= 2, got {pairs}")
 
     def build_recipe(
         self, world: World, teacher: nn.Module, init: nn.Module, device: torch.device

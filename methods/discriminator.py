@@ -62,9 +62,17 @@ class DiscriminatorHead(nn.Module):
             nn.Linear(hidden, num_logits),
         )
 
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    def readout(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The register readouts of the tapped layers, concatenated [B, D·taps]: what the MLP classifies."""
         taps = [readout(features[layer]) for readout, layer in zip(self.readouts, self.layers, strict=True)]
-        return self.mlp(torch.cat(taps, dim=-1))
+        return torch.cat(taps, dim=-1)
+
+    def pooled(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The tapped layers' tokens averaged, concatenated [B, D·taps]: the backbone's view, before the head."""
+        return torch.cat([features[layer].flatten(1, 2).mean(dim=1) for layer in self.layers], dim=-1)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.mlp(self.readout(features))
 
 
 class Discriminator:
@@ -84,3 +92,12 @@ class Discriminator:
         if not keep_graph:
             features = [f.detach() for f in features]
         return self.head(features)[:, n - 1]
+
+    @torch.no_grad()
+    def inspect(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Without graph: D_n's logit [B], the pooled backbone features and the head's readout [B, ·]."""
+        _, features = self.backbone(x_t, t, cond, causal=False, return_features=True)
+        readout = self.head.readout(features)
+        return self.head.mlp(readout)[:, n - 1], self.head.pooled(features), readout

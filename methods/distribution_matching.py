@@ -43,11 +43,18 @@ def dmd_loss(x: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> t
 
 @dataclass(frozen=True)
 class ScoreTimesteps:
-    """How the DMD / critic / discriminator noise level is drawn (Self Forcing defaults)."""
+    """How the DMD / critic / discriminator noise level is drawn (Self Forcing defaults).
+
+    ``truncate``: draw inside ``[min_t, max_t]`` (the shifted distribution restricted to the range)
+    instead of clamping to it. Clamping is Self Forcing's rule and harmless at [20, 980]; for a narrow
+    range such as ASD's Ψ at ``max_t`` 500 it would put every draw above the range on ``max_t`` itself
+    (half of them at shift 1).
+    """
 
     shift: float = 5.0
     min_t: float = 20.0
     max_t: float = 980.0
+    truncate: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_t < self.max_t <= 1000.0:
@@ -56,9 +63,19 @@ class ScoreTimesteps:
             )
 
     def sample(self, batch: int, noise: NoiseSource) -> torch.Tensor:
-        """One network timestep per sample: shifted ``U[0, 1000)`` clamped to ``[min_t, max_t]``."""
-        sigma = shift_sigma(noise.uniform((batch,)), self.shift)
+        """One network timestep per sample: shifted ``U[0, 1000)`` clamped to ``[min_t, max_t]`` (or
+        restricted to it when ``truncate``)."""
+        u = noise.uniform((batch,))
+        if self.truncate:  # the un-shifted u whose shifted values lie in the range, then uniform between
+            low, high = (_unshift(t / 1000.0, self.shift) for t in (self.min_t, self.max_t))
+            u = low + (high - low) * u
+        sigma = shift_sigma(u, self.shift)
         return (1000.0 * sigma).clamp(self.min_t, self.max_t).to(torch.float32)
+
+
+def _unshift(sigma: float, shift: float) -> float:
+    """The inverse of the time shift: ``σ = σ' / (s − (s − 1)·σ')``."""
+    return sigma / (shift - (shift - 1.0) * sigma)
 
 
 DEFAULT_TIMESTEPS = ScoreTimesteps()

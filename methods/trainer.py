@@ -97,6 +97,8 @@ class TrainingRecipe(Protocol):
 
     generator: nn.Module
     critic: nn.Module  # everything the critic optimiser updates (fake score, discriminator head)
+    # optional ``critic_param_groups() -> list[dict]``: the critic optimiser's parameter groups (ASD gives
+    # its discriminator head its own lr and betas); without it one group holds ``critic.parameters()``
 
     def generator_step(self, step: int, noise: NoiseSource) -> StepOutput: ...
 
@@ -165,12 +167,20 @@ class Trainer:
             module.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay
         )
 
+    def _critic_optimiser(self, recipe: TrainingRecipe) -> torch.optim.AdamW:
+        """One group, or the recipe's groups; what a group leaves out comes from the train settings."""
+        groups = getattr(recipe, "critic_param_groups", None)
+        if groups is None:
+            return self._optimiser(recipe.critic, self.settings.lr_critic)
+        s = self.settings
+        return torch.optim.AdamW(groups(), lr=s.lr_critic, betas=tuple(s.betas), weight_decay=s.weight_decay)
+
     def run(self, recipe: TrainingRecipe, noise: NoiseSource) -> nn.Module:
         """Train (resuming from the newest checkpoint if any); return the EMA generator (or the generator)."""
         s = self.settings
         self.ranks.prepare(recipe)  # FSDP shards the models here, before the optimisers see them
         self.opt_g = self._optimiser(recipe.generator, s.lr_generator)
-        self.opt_c = self._optimiser(recipe.critic, s.lr_critic)
+        self.opt_c = self._critic_optimiser(recipe)
         self.ema = EMA(s.ema_decay, s.ema_start_step)
         self.hook = TrainingEval(s.eval, self._evaluator())
         step = self._resume(recipe, noise)
