@@ -296,6 +296,7 @@ def _cell_pair(row: TableRow, key: str | None) -> tuple[float | None, float]:
 
 
 # imported here, below Figure, FigureInputs, _save and band, which the learning-curve figures build on
+from .asd_figures import alpha_figure, asd_diagnostics
 from .learning_figures import (
     dmd_diagnostics,
     learning_seconds,
@@ -305,7 +306,7 @@ from .learning_figures import (
 
 FIGURE_BUILDERS: tuple[Callable[[FigureInputs], Figure | None], ...] = (
     dimension_bars, frontier, qualitative_grid, cosine_figure, learning_updates, learning_seconds,
-    learning_semantic, training_curves, dmd_diagnostics)
+    learning_semantic, training_curves, dmd_diagnostics, alpha_figure, asd_diagnostics)
 
 
 def build_figures(inputs: FigureInputs) -> list[Figure]:

@@ -15,6 +15,7 @@ is what the training-curve figure may draw.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,11 @@ UPDATES, SECONDS = "eval/updates", "eval/train_seconds"
 # Logged numbers that count or time something, or record a random draw: never drawn as a curve's value.
 COUNTERS = {"step", "n", "exit_step", "updates", "train_seconds", "dmd_t_mean"}
 DIAGNOSTICS = ("generator/fake_vs_teacher", "generator/cfg_gap", "generator/fake_vs_real")
+# ASD's per-n diagnostics of D (methods/asd_diagnostics.py): drawn by reports/asd_figures.py, not as loss curves
+ASD_DIAGNOSTIC = re.compile(
+    r"^(critic|generator)/(heldout_acc|heldout_gap|feat_ratio|feat_null|readout_ratio|grad_ratio)_n(\d+)$"
+    r"|^critic/heldout_acc_min$"
+)
 PREFERRED_MODEL, FALLBACK_MODEL = "ema", "raw"
 CONVERGENCE_SCHEDULE, CONVERGENCE_METRIC, LAST_FRACTION = "1", "total", 0.25
 MIN_SEEDS, MIN_POINTS = 2, 3
@@ -41,7 +47,8 @@ def plotted_terms(curves: pd.DataFrame) -> list[str]:
     """Loss terms and other training quantities, in logging order: no eval scores (their own figures),
     no counters, no DMD diagnostics (their own figure)."""
     terms = dict.fromkeys(curves["term"]) if len(curves) else {}
-    return [t for t in terms if not t.startswith(EVAL_PREFIX) and not is_counter(t) and t not in DIAGNOSTICS]
+    return [t for t in terms if not t.startswith(EVAL_PREFIX) and not is_counter(t) and t not in DIAGNOSTICS
+            and not ASD_DIAGNOSTIC.match(t)]
 
 
 def eval_points(curves: pd.DataFrame) -> pd.DataFrame:
