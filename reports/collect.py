@@ -30,9 +30,13 @@ from harness.store import (
 )
 from harness.versions import study_flags
 
+from .evaluator import EvaluatorInfo, evaluator_of
+
 STAGES_DIRNAME = ".stages"
 OUTDATED = "outdated"  # a complete run whose code versions are not the current code's (harness/versions.py)
 MISSING_LABEL = "—"
+# A cell over fewer seeds than its row's n. Not '†': in the paper '†' marks Self Forcing retrained per step count.
+PARTIAL_MARK = "‡"
 
 # Row identity of the paper's tables, and result fields that describe a run rather than score it.
 ROW_KEYS = ("method", "steps", "nfe")
@@ -64,6 +68,7 @@ class StudyData:
     columns: list[MetricColumn]
     problems: list[str] = field(default_factory=list)
     stages_dir: Path | None = None
+    evaluator: EvaluatorInfo | None = None
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -134,7 +139,22 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -> dict[str, Any]:
+Names = dict[tuple[str, str], str]  # (axis, level) -> display name, from the study's grid (harness.study)
+
+
+def display_names(manifest: dict[str, Any]) -> Names:
+    """The grid's level labels, from the manifest's resolved config; none when it cannot be read."""
+    from harness.errors import ConfigError
+    from harness.study import grid_display_names
+
+    grid = (manifest.get("config") or {}).get("grid")
+    try:
+        return grid_display_names(grid if isinstance(grid, list) else [])
+    except (ConfigError, AttributeError, TypeError):
+        return {}
+
+
+def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict], names: Names) -> dict[str, Any]:
     """One run as a flat row: identity, state, and every numeric metric of its result."""
     cfg = run_dir.read_config() or {}
     entry = entries.get(run_dir.hash, {})
@@ -145,7 +165,8 @@ def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -
     nfe = metrics.get("nfe")
     row = {
         "hash": run_dir.hash, "study": cfg.get("study"), "order": order.get(run_dir.hash, len(order)),
-        "method": _method_name(labels, metrics, run_dir.hash),
+        "method": _method_name(labels, metrics, run_dir.hash, names),
+        "variant": _method_name(labels, metrics, run_dir.hash, {}),
         "steps": str(metrics.get("schedule") or labels.get("steps") or MISSING_LABEL),
         "nfe": float(nfe) if _numeric(nfe) else math.nan,
         "seed": cfg.get("seed", entry.get("seed")), "state": state, "reason": reason, "seconds": seconds,
@@ -158,13 +179,27 @@ def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict]) -
     return row
 
 
-def _method_name(labels: dict[str, Any], metrics: dict[str, Any], fallback: str) -> str:
-    """The row's display name: the variant label, plus any label other than steps and seed, so that
-    a grid over more axes than (variant, steps) never merges distinct runs into one row."""
-    variant = labels.get("variant") or metrics.get("method")
-    extra = [str(v) for k, v in labels.items() if k not in ("variant", "steps", "seed")]
+def _method_name(labels: dict[str, Any], metrics: dict[str, Any], fallback: str, names: Names) -> str:
+    """The row's display name: the variant's label (its level key without one), plus the label of every
+    axis other than steps and seed, so that a grid over more axes than (variant, steps) never merges
+    distinct runs into one row."""
+    variant = labels.get("variant")
+    variant = names.get(("variant", str(variant)), str(variant)) if variant else metrics.get("method")
+    extra = [names.get((str(k), str(v)), str(v)) for k, v in labels.items() if k not in ("variant", "steps", "seed")]
     parts = ([str(variant)] if variant else []) + extra
     return "/".join(parts) or fallback
+
+
+def _separate_shared_names(rows: list[dict[str, Any]]) -> None:
+    """Two variants with one display name at one step count would merge into one table row: such rows
+    are named 'label (variant)' instead. Variants that share a name at different step counts (Self
+    Forcing† retrained at 1 and at 2 steps) keep it."""
+    variants: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        variants.setdefault((row["method"], row["steps"]), set()).add(row["variant"])
+    for row in rows:
+        if len(variants[(row["method"], row["steps"])]) > 1 and row["method"] != row["variant"]:
+            row["method"] = f"{row['method']} ({row['variant']})"
 
 
 def _describe(row: dict[str, Any]) -> str:
@@ -177,13 +212,14 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
     name = str(manifest.get("study") or folder.name)
     entries = {r.get("hash"): r for r in manifest.get("runs", []) if isinstance(r, dict)}
     order = {h: i for i, h in enumerate(entries)}
+    names = display_names(manifest)
     rows = []
     orphans = 0
     for run_dir in RunStore(folder.parent, folder.name).runs():
         if entries and run_dir.hash not in entries:
             orphans += 1  # a run of an earlier version of the study file: kept on disk, not reported
             continue
-        row = _run_row(run_dir, order, entries)
+        row = _run_row(run_dir, order, entries, names)
         where = f"{name}/{row['hash']} ({_describe(row)})"
         if row["study"] not in (None, name):
             problems.append(f"{where}: config.yaml names study '{row['study']}', not '{name}'; "
@@ -196,20 +232,21 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
             reason = f": {row['reason']}" if row["reason"] else ""
             problems.append(f"{where}: {row['state']}{reason}; left out of the tables")
         rows.append(row)
+    _separate_shared_names(rows)
     problems += _flag_rows(name, folder, rows)
     if orphans:
         problems.append(f"{name}: {orphans} run folder(s) not in the current study.json (an earlier version of "
                         "the study) left out")
     runs = pd.DataFrame(rows)
     if runs.empty:
-        runs = pd.DataFrame(columns=["hash", "study", "order", "method", "steps", "nfe", "seed", "state"])
+        runs = pd.DataFrame(columns=["hash", "study", "order", "method", "variant", "steps", "nfe", "seed", "state"])
     runs = runs.sort_values(["order", "hash"], kind="stable").reset_index(drop=True)
     metric_keys = [c[2:] for c in runs.columns if c.startswith("m:")]
     problems += _missing_metric_problems(name, runs, metric_keys)
     if not (runs["state"] == COMPLETE).any():
         problems.insert(0, f"{name}: no complete runs yet ({len(runs)} run folders); the tables are empty")
     return StudyData(name, folder, manifest, runs, order_columns(metric_keys), problems,
-                     stages_dir if stages_dir is not None else folder.parent / STAGES_DIRNAME)
+                     stages_dir if stages_dir is not None else folder.parent / STAGES_DIRNAME, evaluator_of(manifest))
 
 
 def _flag_rows(name: str, folder: Path, rows: list[dict[str, Any]]) -> list[str]:
@@ -243,7 +280,7 @@ def _missing_metric_problems(name: str, runs: pd.DataFrame, keys: list[str]) -> 
         missing = [k for k in keys if pd.isna(row.get(f"m:{k}")) and not (reference and k in SAMPLER_ONLY)]
         if missing:
             problems.append(f"{name}/{row['hash']} ({_describe(row)}): result.json has no "
-                            f"{', '.join(repr(k) for k in missing)}; those cells average fewer seeds (†) or show —")
+                            f"{', '.join(repr(k) for k in missing)}; those cells average fewer seeds ({PARTIAL_MARK}) or show —")
     return problems
 
 
@@ -275,15 +312,25 @@ def load_curves(study: StudyData) -> pd.DataFrame:
     trained = study.complete.dropna(subset=["generator"])
     trained = trained[trained["generator"].astype(str).str.contains("/")]
     pairs = trained.drop_duplicates(["method", "generator"])
+    names = _curve_names(trained)
     for _, run in pairs.iterrows():
         path = _training_log(study, trained, str(run["generator"]))
         for index, line in enumerate(_jsonl(path, study.problems, f"{study.name}: curves of {run['generator']}")):
             step = line.get("step")
             for term, value in line.items():
                 if term != "step" and _numeric(value) and _numeric(step):
-                    records.append((run["method"], run["seed"], run["generator"], int(step), index, term,
-                                    float(value)))
+                    records.append((names[(run["method"], run["variant"])], run["seed"], run["generator"],
+                                    int(step), index, term, float(value)))
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _curve_names(trained: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """A curve per distilled variant: its display name, or 'name (variant)' where variants share one
+    (Self Forcing† retrained at 1 and at 2 steps are two trainings, never one curve over both)."""
+    pairs = trained[["method", "variant"]].drop_duplicates()
+    shared = pairs["method"].value_counts()
+    return {(m, v): (f"{m} ({v})" if shared[m] > 1 and m != v else m)
+            for m, v in pairs.itertuples(index=False)}
 
 
 def _jsonl(path: Path, problems: list[str], where: str) -> list[dict]:

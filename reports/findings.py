@@ -163,7 +163,8 @@ def versus_causal_init(table: ResultTable) -> list[str]:
         return []
     sentences = []
     for row, init in init_pairs(table, key):
-        name = "the causal init" + ("" if init.method == CAUSAL_INIT else f" ({init.method})")
+        plain = init.method.lower().replace(" ", "_") == CAUSAL_INIT  # its level key, or the label 'Causal init'
+        name = "the causal init" + ("" if plain else f" ({init.method})")
         text = _compare(table, row, init, key, name)
         if text:
             sentences.append(f"At {_steps_phrase(row.steps)}, {row.method} scores {text}.")

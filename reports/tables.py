@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .collect import MISSING_LABEL, MetricColumn, StudyData
+from .collect import MISSING_LABEL, PARTIAL_MARK, MetricColumn, StudyData
+from .evaluator import EvaluatorInfo
 
 CONFIDENCE = 0.95
-PARTIAL_MARK = "†"
 EMPTY_NOTE = "No complete runs: nothing to tabulate yet."
 
 
@@ -199,6 +199,28 @@ class ResultTable:
     rows: list[TableRow]
     columns: list[MetricColumn]
     confidence: float = CONFIDENCE
+    evaluator: EvaluatorInfo | None = None
+
+    def shared_columns(self) -> list[MetricColumn]:
+        """Columns whose every row shows one value (reference diversity: a property of the real reference
+        set): stated once in the legend, not repeated in every row."""
+        shared = []
+        for column in self.columns:
+            texts = {self.cell_text(r, column) for r in self.rows if r.cells.get(column.key)}
+            present = sum(1 for r in self.rows if r.cells.get(column.key))
+            if present >= 2 and len(texts) == 1:
+                shared.append(column)
+        return shared
+
+    def shown_columns(self) -> list[MetricColumn]:
+        """The columns a table prints: every column but the shared ones."""
+        shared = {c.key for c in self.shared_columns()}
+        return [c for c in self.columns if c.key not in shared]
+
+    def main_columns(self) -> list[MetricColumn]:
+        """The paper's columns: Total, Quality and Semantic (else the first three printed columns)."""
+        scores = [c for c in self.shown_columns() if c.group == "score"]
+        return scores or self.shown_columns()[:3]
 
     def decimals(self, column: MetricColumn) -> int:
         means = [abs(r.cells[column.key].mean) * column.scale for r in self.rows if r.cells.get(column.key)]
@@ -272,18 +294,51 @@ def build_table(study: StudyData, confidence: float = CONFIDENCE) -> ResultTable
     if all(row.reference for _, row in rows):  # a study with no distilled generator has no reference rows
         for _, row in rows:
             row.reference = False
-    return ResultTable(study.name, [r for _, r in rows], list(study.columns), confidence)
+    return ResultTable(study.name, [r for _, r in rows], list(study.columns), confidence, study.evaluator)
+
+
+RETRAINED_MARK, FFE_MARK = "†", "*"
+
+
+def evaluator_sentence(table: ResultTable) -> str:
+    """'Scores: sprites-bench (harness 0.1.0). sprites-bench: … not VBench scores.'"""
+    if table.evaluator is None:
+        return ""
+    return f"Scores: {table.evaluator.text}. {table.evaluator.note}"
 
 
 def legend(table: ResultTable) -> str:
+    """What every mark and number of the table means, the evaluator first; shared columns stated once."""
     pct = round(table.confidence * 100)
-    return (f"Mean ± {pct}% CI half-width over seeds (Student t); n = seeds with a complete run; "
-            f"dimensions in %; {PARTIAL_MARK} = fewer seeds than n; {MISSING_LABEL} = missing; "
-            "bold = best non-reference row (lowest for FD and latency).")
+    parts = [evaluator_sentence(table)] if table.evaluator else []
+    parts.append(f"Mean ± {pct}% CI half-width over seeds (Student t); n = seeds with a complete run; "
+                 f"dimensions in %; {PARTIAL_MARK} = fewer seeds than n; {MISSING_LABEL} = missing; "
+                 "bold = best non-reference row (lowest for FD and latency).")
+    if any(RETRAINED_MARK in r.method for r in table.rows):
+        parts.append(f"{RETRAINED_MARK} = retrained for that step count (the paper's notation).")
+    if any(r.steps.endswith(FFE_MARK) for r in table.rows):
+        parts.append(f"n{FFE_MARK} steps = first-frame enhancement (the first chunk with the 4-step list, "
+                     "later chunks with n steps).")
+    for column in table.shared_columns():
+        row = next(r for r in table.rows if r.cells.get(column.key))
+        unit = " %" if column.scale == 100.0 else ""
+        parts.append(f"{column.label}: {table.cell_text(row, column)}{unit} in every row that reports it "
+                     "(not repeated as a column).")
+    return " ".join(parts)
+
+
+def _integer_or_none(values: list[float]) -> pd.Series:
+    """Integers print as integers (NFE 8, not 8.0) when every value is whole, a missing one as empty
+    (None: what the CSV writer and W&B's table both take)."""
+    finite = [v for v in values if not math.isnan(v)]
+    if any(not float(v).is_integer() for v in finite):
+        return pd.Series(values, dtype="float64")
+    return pd.Series([None if math.isnan(v) else int(v) for v in values], dtype="object")
 
 
 def to_frame(table: ResultTable) -> pd.DataFrame:
-    """Numbers as shown (scaled): Method, Steps, NFE, n, then per metric its mean and CI half-width."""
+    """Numbers as shown (scaled): Method, Steps, NFE, n, then per metric its mean and CI half-width.
+    Every column, shared ones included: the CSV and the tracker's table are data, not a page."""
     records = []
     for row in table.rows:
         record = {"Method": row.method, "Steps": row.steps, "NFE": row.nfe, "n": row.n}
@@ -292,18 +347,22 @@ def to_frame(table: ResultTable) -> pd.DataFrame:
             record[column.label] = cell.mean * column.scale if cell else math.nan
             record[f"{column.label} ±"] = cell.half_width * column.scale if cell else math.nan
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    if len(frame):
+        frame["NFE"] = _integer_or_none([float(v) for v in frame["NFE"]])
+    return frame
 
 
 # -- renderers -------------------------------------------------------------------------------------
 def to_markdown(table: ResultTable) -> str:
-    head = ["Method", "Steps", "NFE", "n"] + [c.label for c in table.columns]
+    columns = table.shown_columns()
+    head = ["Method", "Steps", "NFE", "n"] + [c.label for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":--", ":-:", "--:", "--:"] +
-                                                            ["--:"] * len(table.columns)) + "|"]
-    best = {c.key: table.best(c) for c in table.columns}
+                                                            ["--:"] * len(columns)) + "|"]
+    best = {c.key: table.best(c) for c in columns}
     for i, row in enumerate(table.rows):
         cells = [row.method, row.steps, row.nfe_text, str(row.n)]
-        for column in table.columns:
+        for column in columns:
             text = table.cell_text(row, column)
             cells.append(f"**{text}**" if i in best[column.key] else text)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -312,16 +371,8 @@ def to_markdown(table: ResultTable) -> str:
     return "\n".join(lines + ["", legend(table), ""])
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "†": r"$^\dagger$", "—": "---", "±": r"$\pm$", "·": r"$\cdot$"}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def _group_spans(columns: list[MetricColumn]) -> list[tuple[str, int]]:
+def group_spans(columns: list[MetricColumn]) -> list[tuple[str, int]]:
+    """Runs of adjacent columns of one group: (group, width), for a spanning header row."""
     spans: list[tuple[str, int]] = []
     for column in columns:
         if spans and spans[-1][0] == column.group:
@@ -331,46 +382,32 @@ def _group_spans(columns: list[MetricColumn]) -> list[tuple[str, int]]:
     return spans
 
 
-GROUP_TITLES = {"score": "Scores", "quality": "Quality dimensions (%)", "semantic": "Semantic dimensions (%)",
+GROUP_TITLES = {"score": "scores", "quality": "quality dimensions (%)", "semantic": "semantic dimensions (%)",
                 "other": "Distribution", "speed": "Speed"}
 
 
-def to_latex(table: ResultTable) -> str:
-    """A booktabs tabular (needs ``\\usepackage{booktabs}``), best value per column in bold."""
-    out = [f"% {latex_escape(legend(table))}", r"\begin{tabular}{llrr" + "r" * len(table.columns) + "}",
-           r"\toprule"]
-    spans, start, groups, rules = _group_spans(table.columns), 5, [r"\multicolumn{4}{c}{}"], []
-    for group, width in spans:
-        groups.append(rf"\multicolumn{{{width}}}{{c}}{{{latex_escape(GROUP_TITLES[group])}}}")
-        rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
-        start += width
-    out += [" & ".join(groups) + r" \\", " ".join(rules)]
-    out.append(" & ".join(["Method", "Steps", "NFE", "$n$"] + [latex_escape(c.label) for c in table.columns])
-               + r" \\")
-    out.append(r"\midrule")
-    best = {c.key: table.best(c) for c in table.columns}
-    for i, row in enumerate(table.rows):
-        cells = [latex_escape(row.method), latex_escape(row.steps), latex_escape(row.nfe_text), str(row.n)]
-        for column in table.columns:
-            text = latex_escape(table.cell_text(row, column))
-            cells.append(rf"\textbf{{{text}}}" if i in best[column.key] else text)
-        out.append(" & ".join(cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(out)
+def group_title(table: ResultTable, group: str) -> str:
+    """A group header that names the evaluator ('sprites-bench scores'): the columns carry VBench's
+    names, and only the header says whose numbers they are."""
+    title = GROUP_TITLES[group]
+    if group in ("score", "quality", "semantic"):
+        name = table.evaluator.name if table.evaluator else "Evaluator"
+        return f"{name} {title}"
+    return title
 
 
 def to_html(table: ResultTable) -> str:
     """An HTML ``<table>`` with a group header row; reference rows in italics."""
-    spans = _group_spans(table.columns)
+    columns = table.shown_columns()
     head1 = '<th colspan="4"></th>' + "".join(
-        f'<th colspan="{w}">{html.escape(GROUP_TITLES[g])}</th>' for g, w in spans)
+        f'<th colspan="{w}">{html.escape(group_title(table, g))}</th>' for g, w in group_spans(columns))
     head2 = "".join(f"<th>{html.escape(h)}</th>" for h in ["Method", "Steps", "NFE", "n"] +
-                    [c.label for c in table.columns])
-    best = {c.key: table.best(c) for c in table.columns}
+                    [c.label for c in columns])
+    best = {c.key: table.best(c) for c in columns}
     body = []
     for i, row in enumerate(table.rows):
         cells = [f"<td>{html.escape(v)}</td>" for v in (row.method, row.steps, row.nfe_text, str(row.n))]
-        for column in table.columns:
+        for column in columns:
             text = html.escape(table.cell_text(row, column))
             cells.append(f"<td><strong>{text}</strong></td>" if i in best[column.key] else f"<td>{text}</td>")
         css = ' class="reference"' if row.reference else ""
@@ -380,12 +417,17 @@ def to_html(table: ResultTable) -> str:
 
 
 def write_tables(table: ResultTable, out_dir: Path) -> dict[str, Path]:
-    """``table.md``, ``table.tex``, ``table.html`` and ``table.csv`` (numbers as shown) in ``out_dir``."""
+    """``table.md``, ``table.tex`` (the paper's columns), ``table_full.tex`` (every column), ``table.html``
+    and ``table.csv`` (numbers as shown) in ``out_dir``."""
+    from .latex import to_latex, to_latex_full
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / "table.md", "latex": out_dir / "table.tex", "html": out_dir / "table.html",
+    paths = {"markdown": out_dir / "table.md", "latex": out_dir / "table.tex",
+             "latex (every column)": out_dir / "table_full.tex", "html": out_dir / "table.html",
              "csv": out_dir / "table.csv"}
     paths["markdown"].write_text(to_markdown(table), encoding="utf-8")
     paths["latex"].write_text(to_latex(table), encoding="utf-8")
+    paths["latex (every column)"].write_text(to_latex_full(table), encoding="utf-8")
     paths["html"].write_text(to_html(table), encoding="utf-8")
     to_frame(table).to_csv(paths["csv"], index=False)
     return paths

@@ -22,7 +22,8 @@ from harness.errors import ConfigError
 from harness.tracking import Tracker
 from reports import build_report, build_reports
 from reports.collect import collect_study, load_curves
-from reports.tables import build_table, t_quantile, to_latex, to_markdown, welch_difference
+from reports.latex import to_latex, to_latex_full
+from reports.tables import build_table, t_quantile, to_markdown, welch_difference
 from tests import report_fixtures as fx
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,17 +86,36 @@ def test_markdown_and_latex_mark_best_partial_and_missing(built):
     asd2 = next(line for line in markdown if line.startswith("| ASD | 2 | 6 | 2 |"))
     assert "**78.75 ± 3.18**" in asd2  # best Total: mean of seeds 0 and 1 (seed 2 failed)
     dmd_ffe = next(line for line in markdown if line.startswith("| DMD | 1* | 7 | 3 |"))
-    color = dmd_ffe.split(" | ")[4 + [c.key for c in table.columns].index("color")]
-    assert color.endswith("†")  # seed 1 lacks 'color'
+    color = dmd_ffe.split(" | ")[4 + [c.key for c in table.shown_columns()].index("color")]
+    assert color.endswith("‡") and "†" not in color  # seed 1 lacks 'color'; † is the paper's "retrained"
+    assert "‡ = fewer seeds than n" in markdown[-1]
+    assert "Scores: sprites-bench (harness 0.1.0). sprites-bench:" in markdown[-1]
+    assert "not VBench scores" in markdown[-1]
     real = next(line for line in markdown if line.startswith("| Real data |"))
     assert "97.00" in real and "**97.00" not in real  # reference rows are never bold
     assert real.rstrip(" |").endswith("—")  # no latency for real data
+
+
+def test_latex_tables_are_floats_ready_to_input(built):
+    runs, _ = built
+    table = build_table(collect_study(runs / fx.STUDY))
     latex = to_latex(table)
+    assert latex.startswith("% Needs \\usepackage{booktabs} in the preamble")
+    assert r"\begin{table}[t]" in latex and r"\end{table}" in latex and r"\label{tab:ablation_asd}" in latex
+    caption = next(line for line in latex.splitlines() if line.startswith(r"\caption{"))
+    assert r"Scores: sprites-bench (harness 0.1.0)" in caption and "not VBench scores" in caption
+    assert r"$^\ddagger$ = fewer seeds than n" in caption
     assert r"\toprule" in latex and r"\midrule" in latex and r"\bottomrule" in latex
-    assert r"\textbf{78.75 $\pm$ 3.18}" in latex
-    assert r"Quality dimensions (\%)" in latex
-    body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
-    assert len(body) == 7 and all(line.count("&") == 3 + len(table.columns) for line in body)
+    assert r"\textbf{78.75{\scriptsize$\pm$3.18}}" in latex
+    assert "Method & Steps & NFE & $n$ & Total & Quality & Semantic \\\\" in latex  # the paper's columns only
+    body = latex.split("\\midrule\n")[1].split("\\bottomrule")[0].strip().splitlines()
+    assert len(body) == 7 and all(line.count("&") == 6 for line in body)
+    assert body[0].startswith("DMD & 1 & 4 & 3 & 70.00")  # NFE an integer, not 4.0
+    full = to_latex_full(table)
+    assert r"\label{tab:ablation_asd-full}" in full and r"Semantic (\%)" in full
+    for column in table.shown_columns():
+        assert column.label.split(" ")[0] in full, column.label
+    assert full.count(r"\begin{table}") == full.count(r"\caption{") > 1  # parts that each fit a page
 
 
 def test_a_column_equal_in_every_row_has_no_best_value():
@@ -114,11 +134,12 @@ def test_report_files_and_csv_numbers(built):
     runs, result = built
     out = runs / "report"
     assert result.index == out / "index.html"
-    for name in ("table.md", "table.tex", "table.html", "table.csv", "findings.md", *FIGURES):
+    for name in ("table.md", "table.tex", "table_full.tex", "table.html", "table.csv", "findings.md", *FIGURES):
         assert (out / name).stat().st_size > 0, name
     csv = (out / "table.csv").read_text().splitlines()
     assert csv[0].startswith("Method,Steps,NFE,n,Total,Total ±,Quality")
-    assert csv[1].startswith("DMD,1,4.0,3,70.0,1.242")
+    assert csv[1].startswith("DMD,1,4,3,70.0,1.242")  # NFE an integer
+    assert csv[-1].startswith("Real data,—,,1,97.0")  # no NFE: empty, not nan
     assert len(csv) == 8
 
 
