@@ -18,10 +18,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.diffusion import add_noise, flow_target, x0_from_v
-from harness.schedules import StepSchedule
+from harness.diffusion.conventions import add_noise, flow_target, x0_from_v
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.schedules import StepSchedule
 from harness.worlds.sprites.backbone import SpritesDiT, build_sprites_dit
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.world import world_preset
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.driver import run_study
-from harness.executors import InProcessExecutor
-from harness.pipeline import Pipeline, RunContext
-from harness.progress import LogProgress
-from harness.study import load_study
+from harness.engine.driver import run_study
+from harness.engine.executors import InProcessExecutor
+from harness.engine.pipeline import Pipeline, RunContext
+from harness.engine.progress import LogProgress
+from harness.engine.study import load_study
 
 
 def work(seconds: float, index: int) -> float:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from harness.sampling import sample_causal
-from harness.schedules import StepSchedule
+from harness.diffusion.sampling import sample_causal
+from harness.diffusion.schedules import StepSchedule
 from harness.worlds.sprites.world import SpritesWorld
 from methods import build_method
 from methods.base import TrainContext

@@ -32,11 +32,11 @@ from functools import partial
 
 import torch
 
-from harness.diffusion import add_noise, flow_target
-from harness.sampling import NoiseSource, causal_rollout
-from harness.schedules import StepSchedule
+from harness.diffusion.conventions import add_noise, flow_target
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.sampling import NoiseSource, causal_rollout
+from harness.diffusion.schedules import StepSchedule
 from harness.worlds.base import VideoShape
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.wan.backbone import WanBackbone, build_wan_backbone
 from harness.worlds.wan.block_causal import BACKENDS, resolve
 from harness.worlds.wan.config import CAUSAL_ATTENTION

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.diffusion import add_noise, x0_from_v
+from harness.diffusion.conventions import add_noise, x0_from_v
 from harness.worlds.sprites.prompts import ObjectSpec, Scene, encode_batch
 from harness.worlds.sprites.render import Renderer, to_model
 from harness.worlds.sprites.teacher import load_model, read_meta

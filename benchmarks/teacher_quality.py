@@ -26,8 +26,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.ode import sample_ode
-from harness.video import frame_grid, save_png
+from harness.diffusion.ode import sample_ode
+from harness.io.video import frame_grid, save_png
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.evaluator import SpritesBench
 from harness.worlds.sprites.prompts import encode_batch

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from jsonargparse import ArgumentError, ArgumentParser
 
-from .commands.ls import ls
-from .commands.run import run, validate
-from .errors import HarnessError
+from harness.commands.ls import ls
+from harness.commands.run import run, validate
+from harness.errors import HarnessError
 
 
 def _study_args(p: ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def _ls_parser() -> ArgumentParser:
 
 
 def _eval_parser() -> ArgumentParser:
-    from .commands.eval import eval_command
+    from harness.commands.eval import eval_command
 
     p = ArgumentParser(description=(eval_command.__doc__ or "").split("\n")[0], exit_on_error=False)
     p.add_argument("samples_dir", type=Path, help="folder of .mp4 samples (with sidecar JSON, or named {prompt}-{i}.mp4)")
@@ -73,13 +73,13 @@ def _eval_parser() -> ArgumentParser:
 
 def _eval(**kwargs) -> int:
     """Score a folder of samples with VBench (its own environment) or the weight-free backend."""
-    from .commands.eval import eval_command
+    from harness.commands.eval import eval_command
 
     return eval_command(**kwargs)
 
 
 def _report_parser() -> ArgumentParser:
-    from .commands.report import report
+    from harness.commands.report import report
 
     p = ArgumentParser(description=(report.__doc__ or "").split("\n")[0], exit_on_error=False)
     p.add_argument("runs_dir", type=Path, nargs="?", default=Path("runs"), help="a runs folder or one study's folder")
@@ -89,33 +89,33 @@ def _report_parser() -> ArgumentParser:
 
 def _report(**kwargs) -> int:
     """Write paper-style tables, figures, findings and index.html to RUNS_DIR/report/."""
-    from .commands.report import report
+    from harness.commands.report import report
 
     return report(**kwargs)
 
 
 def _sweep_parser() -> ArgumentParser:
-    from .commands.sweep import sweep_parser
+    from harness.commands.sweep import sweep_parser
 
     return sweep_parser()
 
 
 def _worker_parser() -> ArgumentParser:
-    from .commands.sweep import worker_parser
+    from harness.commands.sweep import worker_parser
 
     return worker_parser()
 
 
 def _sweep(**kwargs) -> int:
     """Search a study's `sweep` section with Optuna; every trial is a run in the store."""
-    from .commands.sweep import sweep
+    from harness.commands.sweep import sweep
 
     return sweep(**kwargs)
 
 
 def _worker(**kwargs) -> int:
     """Join a running sweep from any machine (shared journal or PostgreSQL storage)."""
-    from .commands.sweep import worker
+    from harness.commands.sweep import worker
 
     return worker(**kwargs)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import require
+from harness.errors import require
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.diffusion import DEFAULT_STEP_LIST
+from harness.diffusion.conventions import DEFAULT_STEP_LIST
+from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
-from harness.sampling import NoiseSource
 from harness.worlds.base import World
 from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
 from methods.asd_diagnostics import HeldOutPairs

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from harness.sampling import NoiseSource
+from harness.diffusion.sampling import NoiseSource
 
 PairMaker = Callable[[torch.Tensor, int, NoiseSource], tuple[torch.Tensor, torch.Tensor]]
 

@@ -3,7 +3,7 @@
 Every method (DMD, Self Forcing, ASD) distils from the same three things a world provides — a
 bidirectional teacher (the real score), a causal initialisation of the student, and the world's
 prompts — and returns a causal generator that the one shared sampler runs with any
-:class:`~harness.schedules.StepSchedule`. FFE is a schedule, not a method.
+:class:`~harness.diffusion.schedules.StepSchedule`. FFE is a schedule, not a method.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from harness.schedules import StepSchedule
+from harness.diffusion.sampling import Samples
+from harness.diffusion.schedules import StepSchedule
 from harness.worlds.base import World
 
 
@@ -39,16 +40,6 @@ class TrainContext:
     evaluate: Any = None  # methods.training_eval.Evaluate
 
 
-@dataclass
-class Samples:
-    """Generated videos in backbone space, with their cost and, on request, the x̂0 trace."""
-
-    videos: torch.Tensor  # [B, F, C, H, W]
-    nfe: int  # network evaluations per video (steps + one cache pass per chunk)
-    schedule: str  # the schedule's label: "4", "2", "1*", ...
-    trace: Any = None  # harness.evaluation.cosine trace when requested
-
-
 class Method(ABC):
     """A distillation method; its ``__init__`` arguments are its config (plugins in study files)."""
 
@@ -56,7 +47,7 @@ class Method(ABC):
     # False for a reference that samples the causal init as is: no distillation stage is built for it
     trains: ClassVar[bool] = True
     # Bumped when what a subclass computes for the same config changes (loss, training loop, sampling);
-    # enters the hash of every run and distillation it is part of (the rule: harness/versions.py).
+    # enters the hash of every run and distillation it is part of (the rule: harness/engine/versions.py).
     version: ClassVar[int] = 1
 
     @abstractmethod
@@ -71,6 +62,6 @@ class Method(ABC):
     def sample(self, world: World, generator: nn.Module, prompts: list[str], schedule: Any, seed: int,
                *, trace: bool = False) -> Samples:
         """Sample with the shared causal sampler; methods only override this to change inference."""
-        from harness.sampling import sample_causal
+        from harness.diffusion.sampling import sample_causal
 
         return sample_causal(world, generator, prompts, schedule, seed, trace=trace)

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.diffusion import DEFAULT_STEP_LIST
+from harness.diffusion.conventions import DEFAULT_STEP_LIST
+from harness.diffusion.sampling import NoiseSource, sample_causal
+from harness.diffusion.schedules import STEP_READINGS, StepSchedule
 from harness.errors import ConfigError
-from harness.sampling import NoiseSource, sample_causal
-from harness.schedules import STEP_READINGS, StepSchedule
 from harness.worlds.base import World
 from methods.base import Method, Samples, TrainContext
 from methods.distribution_matching import DistributionMatching, ScoreTimesteps

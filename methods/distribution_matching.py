@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.diffusion import add_noise, apply_cfg, flow_target, shift_sigma, sigma_from_timestep
+from harness.diffusion.conventions import add_noise, apply_cfg, flow_target, shift_sigma, sigma_from_timestep
+from harness.diffusion.sampling import NoiseSource, predict_x0
 from harness.errors import ConfigError
-from harness.sampling import NoiseSource, predict_x0
 from harness.worlds.base import Guidance
 
 

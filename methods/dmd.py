@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.diffusion import DEFAULT_STEP_LIST, add_noise, sigma_from_timestep, warp_timesteps
+from harness.diffusion.conventions import DEFAULT_STEP_LIST, add_noise, sigma_from_timestep, warp_timesteps
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.sampling import NoiseSource, predict_x0, write_context
+from harness.diffusion.schedules import select_steps
 from harness.errors import ConfigError
-from harness.sampling import NoiseSource, predict_x0, write_context
-from harness.schedules import select_steps
 from harness.worlds.base import World
-from harness.worlds.sprites.kv_cache import KVCache
 from methods.distill import DistillationMethod, ScoreRecipe
 from methods.distribution_matching import DEFAULT_TIMESTEPS, ScoreTimesteps, dmd_loss
 from methods.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
@@ -104,7 +104,7 @@ class DMD(DistillationMethod):
             context: ``clean`` (teacher-forced real context, via the KV cache) or ``noisy`` (one
                 block-causal forward over the noised video, CausVid's released code).
             step_list: un-shifted 4-step list (Self Forcing ``denoising_step_list``).
-            reading: how ``n`` steps are taken from ``step_list``: ``prefix`` or ``skip`` (harness.schedules).
+            reading: how ``n`` steps are taken from ``step_list``: ``prefix`` or ``skip`` (harness.diffusion.schedules).
             inference: ``uniform`` or ``ffe``: what a bare step count means when sampling.
             renoise: sampler re-noise rule, ``sde`` (fresh noise, Self Forcing) or ``ode`` (Euler).
             train: the shared optimisation settings.

@@ -1,7 +1,7 @@
 """``self_forcing``: DMD on the student's own autoregressive rollout (Huang et al. 2025).
 
 Training rolls the generator out chunk by chunk with the KV cache exactly as inference does
-(:func:`harness.sampling.causal_rollout`): one exit step drawn per iteration and shared by every chunk
+(:func:`harness.diffusion.sampling.causal_rollout`): one exit step drawn per iteration and shared by every chunk
 (``same_step_across_blocks``), the steps before it without gradient (x̂0 re-noised with fresh noise),
 the gradient only through the exit forward, the context written by no-grad passes at t = 0, and the
 DMD loss on the whole rolled-out video (research/reference_code.md §2). The student is trained for one
@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.diffusion import DEFAULT_STEP_LIST
-from harness.sampling import NoiseSource, Rollout, causal_rollout
-from harness.schedules import StepSchedule
+from harness.diffusion.conventions import DEFAULT_STEP_LIST
+from harness.diffusion.sampling import NoiseSource, Rollout, causal_rollout
+from harness.diffusion.schedules import StepSchedule
 from harness.worlds.base import World
 from methods.distill import DistillationMethod, ScoreRecipe
 from methods.distribution_matching import DEFAULT_TIMESTEPS, ScoreTimesteps

@@ -9,7 +9,7 @@ the whole state — weights, optimisers, EMA, the noise generator's state and th
 (the same losses as an uninterrupted run). A NaN/Inf loss term or gradient norm raises
 :class:`TrainingDiverged` naming the step and the term.
 
-Under torchrun the same loop is data parallel (:mod:`methods.data_parallel`, whose docstring says why
+Under torchrun the same loop is data parallel (:mod:`harness.parallel.data_parallel`, whose docstring says why
 gradients are all-reduced rather than the models wrapped in DDP): each rank draws the global batch's
 noise and keeps its shard, gradients are averaged before clipping, so every rank holds the same weights
 after every step; logged values are means over ranks. Rank 0 alone logs, reports progress and writes
@@ -27,13 +27,14 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from harness import distributed
-from harness.checkpoints import CheckpointStore
+from harness.diffusion.sampling import NoiseSource
+from harness.engine.checkpoints import CheckpointStore
 from harness.errors import CheckpointError, ConfigError, TrainingDiverged
-from harness.fsdp import gather_state, load_optimizer_state, scatter_state
-from harness.sampling import NoiseSource
+from harness.parallel import ranks
+from harness.parallel.data_parallel import Ranks
+from harness.parallel.fsdp import gather_state, load_optimizer_state, scatter_state
+from harness.parallel.strategies import STRATEGIES, training_ranks
 from methods.base import TrainContext
-from methods.data_parallel import STRATEGIES, Ranks, ranks
 from methods.training_eval import EvalSettings, TrainingEval
 
 
@@ -46,7 +47,7 @@ class TrainSettings:
     The absolute learning rates and step counts here are assumptions sized for the CPU sprites world.
     ``batch_size`` is the global batch: under torchrun each rank trains on its equal share of it.
     ``parallel`` is how ranks share the models under torchrun: ``ddp`` (a full copy each, gradients
-    averaged) or ``fsdp`` (FSDP2 shards per block, :mod:`harness.fsdp`: for models that do not fit
+    averaged) or ``fsdp`` (FSDP2 shards per block, :mod:`harness.parallel.fsdp`: for models that do not fit
     replicated); one process ignores it.
     """
 
@@ -159,7 +160,7 @@ class Trainer:
     def __init__(self, settings: TrainSettings, ctx: TrainContext) -> None:
         self.settings, self.ctx = settings, ctx
         self.store = CheckpointStore(ctx.workdir / "checkpoints", keep=settings.keep_checkpoints)
-        self.ranks: Ranks = ranks(settings.parallel)
+        self.ranks: Ranks = training_ranks(settings.parallel)
 
     def _optimiser(self, module: nn.Module, lr: float) -> torch.optim.AdamW:
         s = self.settings
@@ -221,7 +222,7 @@ class Trainer:
     def _evaluator(self):
         """The pipeline's evaluation on the writer; none where the generator is sharded across ranks
         (sampling would need every rank) or the caller offers none."""
-        fsdp = self.settings.parallel == "fsdp" and distributed.is_distributed()
+        fsdp = self.settings.parallel == "fsdp" and ranks.is_distributed()
         return self.ctx.evaluate if self.ranks.writer and not fsdp else None
 
     def _evaluate(self, recipe: TrainingRecipe, updates: int) -> dict[str, float]:
@@ -285,14 +286,14 @@ class Trainer:
             self.store.save(step, {**full, **rng, "train_seconds": self.hook.tick()})
         # the file is on disk before any rank goes on: a rank that finishes first and starts another run
         # in this folder must not resume from an older step than the writer does
-        distributed.barrier()
+        ranks.barrier()
 
     def _resume(self, recipe: TrainingRecipe, noise: NoiseSource) -> int:
         """Every rank resumes from the step the writer found; ranks that chose on their own could
         pick different steps (a file being written or pruned) and then wait forever in a collective.
         The writer takes the newest checkpoint that loads, setting corrupt ones aside."""
         found = self.store.latest() if self.ranks.writer else None
-        step = distributed.broadcast_object(found[0] if found is not None else 0)
+        step = ranks.broadcast_object(found[0] if found is not None else 0)
         if step == 0:
             return 0
         state = found[1] if found is not None else self.store.load(step)

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from harness.diffusion import DEFAULT_SHIFT, DEFAULT_STEP_LIST
+from harness.diffusion.conventions import DEFAULT_SHIFT, DEFAULT_STEP_LIST
+from harness.diffusion.sampling import sample_causal
+from harness.diffusion.schedules import STEP_READINGS, StepSchedule
 from harness.errors import ConfigError
-from harness.sampling import sample_causal
-from harness.schedules import STEP_READINGS, StepSchedule
 from harness.worlds.base import World
 from methods.base import Method, Samples, TrainContext
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
 from harness.tracking import GuardedTracker, RunInfo, Tracker
-
-from .collect import StudyData, collect_study, find_studies, load_curves
-from .figures import FigureInputs, build_figures
-from .findings import findings
-from .html import StudyPage, write_landing_page, write_study_page
-from .learning import convergence
-from .tables import ResultTable, build_table, to_frame, to_html, write_tables
+from reports.collect import StudyData, collect_study, find_studies, load_curves
+from reports.figures import FigureInputs, build_figures
+from reports.findings import findings
+from reports.html import StudyPage, write_landing_page, write_study_page
+from reports.learning import convergence
+from reports.tables import ResultTable, build_table, to_frame, to_html, write_tables
 
 REPORT_DIRNAME = "report"
 WANDB_TABLE_KEY = "main_table"
@@ -58,7 +57,7 @@ def build_reports(runs_dir: str | Path, study: str | None = None, *, tracker: Tr
     ``tracker`` overrides the study's own tracker config for the W&B table (tests pass a recorder);
     ``figures=False`` writes tables, findings and the page without drawing (seconds faster).
     """
-    from harness.driver import default_cache_dir
+    from harness.engine.driver import default_cache_dir
 
     runs_dir = Path(runs_dir)
     folders = find_studies(runs_dir)
@@ -113,8 +112,8 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
 
 def _study_tracker(data: StudyData) -> Tracker | None:
     """The tracker the study's runs used (from study.json), or None when tracking is off."""
-    from harness.config import check_allowlist
-    from harness.study import instantiate_plugin
+    from harness.engine.config import check_allowlist
+    from harness.engine.study import instantiate_plugin
 
     config = data.manifest.get("config") or {}
     tracker = config.get("tracker") or {}

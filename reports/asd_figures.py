@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .figures import Figure, FigureInputs, _save, band, panel_grid
-from .learning import ASD_DIAGNOSTIC, curve, eval_points, preferred
+from reports.figures import Figure, FigureInputs, _save, band, panel_grid
+from reports.learning import ASD_DIAGNOSTIC, curve, eval_points, preferred
 
 PANELS = (  # (logged quantity, panel title, y label)
     ("heldout_acc", "D's held-out accuracy", "share of pairs ranked right"),
@@ -162,7 +162,7 @@ def alpha_figure(inputs: FigureInputs) -> Figure | None:
 
 
 def _estimate(values: pd.Series, confidence: float, scale: float) -> tuple[float, float, int]:
-    from .tables import estimate
+    from reports.tables import estimate
 
     cell = estimate([float(v) for v in values if math.isfinite(v)], confidence)
     if cell is None:

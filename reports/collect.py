@@ -17,8 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import CorruptFileError
-from harness.store import (
+from harness.engine.store import (
     COMPLETE,
     CORRUPT,
     RUNNING,
@@ -28,12 +27,12 @@ from harness.store import (
     read_json_object,
     require_folder,
 )
-from harness.versions import study_flags
-
-from .evaluator import EvaluatorInfo, evaluator_of
+from harness.engine.versions import study_flags
+from harness.errors import CorruptFileError
+from reports.evaluator import EvaluatorInfo, evaluator_of
 
 STAGES_DIRNAME = ".stages"
-OUTDATED = "outdated"  # a complete run whose code versions are not the current code's (harness/versions.py)
+OUTDATED = "outdated"  # a complete run whose code versions are not the current code's (harness/engine/versions.py)
 MISSING_LABEL = "—"
 # A cell over fewer seeds than its row's n. Not '†': in the paper '†' marks Self Forcing retrained per step count.
 PARTIAL_MARK = "‡"
@@ -139,13 +138,13 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-Names = dict[tuple[str, str], str]  # (axis, level) -> display name, from the study's grid (harness.study)
+Names = dict[tuple[str, str], str]  # (axis, level) -> display name, from the study's grid (harness.engine.study)
 
 
 def display_names(manifest: dict[str, Any]) -> Names:
     """The grid's level labels, from the manifest's resolved config; none when it cannot be read."""
+    from harness.engine.study import grid_display_names
     from harness.errors import ConfigError
-    from harness.study import grid_display_names
 
     grid = (manifest.get("config") or {}).get("grid")
     try:
@@ -250,7 +249,7 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
 
 
 def _flag_rows(name: str, folder: Path, rows: list[dict[str, Any]]) -> list[str]:
-    """Complete runs computed by other code than the rest of the study (see :mod:`harness.versions`):
+    """Complete runs computed by other code than the rest of the study (see :mod:`harness.engine.versions`):
     an *outdated* one (its recorded plugin/stage versions are not the current code's) becomes state
     ``outdated`` and is left out of the tables, since ``harness run`` would recompute it; one at another
     git commit than most of the study is kept. Both get a ``flag`` and a problem line."""

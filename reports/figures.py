@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-
-from .collect import StudyData
-from .tables import ResultTable, TableRow
+from reports.collect import StudyData
+from reports.tables import ResultTable, TableRow
 
 DPI = 110
 MAX_COSINE_ROWS, MAX_COSINE_FRAMES, GRID_FRAMES, GRID_MIN_HEIGHT = 6, 6, 8, 64
@@ -135,7 +134,7 @@ def _heatmap(ax: plt.Axes, matrix: np.ndarray, low: float):
 # -- qualitative grid (the paper's Figure 2) ------------------------------------------------------
 def _sample_for(inputs: FigureInputs, row: TableRow, prompt: str | None):
     """(frames, sidecar) of the row's first sample with ``prompt`` (any prompt when None)."""
-    from harness.video import read_sidecar, read_video
+    from harness.io.video import read_sidecar, read_video
 
     for samples in inputs.runs_of(row)["samples_dir"]:
         for path in sorted(Path(samples).glob("sample_*.mp4")):
@@ -155,7 +154,7 @@ def _enlarge(frames: np.ndarray, min_height: int = GRID_MIN_HEIGHT) -> np.ndarra
 
 
 def qualitative_grid(inputs: FigureInputs) -> Figure | None:
-    from harness.video import VideoError, frame_grid, save_png
+    from harness.io.video import VideoError, frame_grid, save_png
 
     rows, labels, prompt, meta0 = [], [], None, None
     for row in inputs.table.rows:
@@ -199,7 +198,7 @@ def band(ax: plt.Axes, stats: pd.DataFrame, label: str) -> None:
 
 
 def training_curves(inputs: FigureInputs) -> Figure | None:
-    from .learning import plotted_terms, step_curve
+    from reports.learning import plotted_terms, step_curve
 
     curves = inputs.curves
     if curves.empty:
@@ -296,8 +295,8 @@ def _cell_pair(row: TableRow, key: str | None) -> tuple[float | None, float]:
 
 
 # imported here, below Figure, FigureInputs, _save and band, which the learning-curve figures build on
-from .asd_figures import alpha_figure, asd_diagnostics
-from .learning_figures import (
+from reports.asd_figures import alpha_figure, asd_diagnostics
+from reports.learning_figures import (
     dmd_diagnostics,
     learning_seconds,
     learning_semantic,

@@ -15,9 +15,16 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from .collect import MISSING_LABEL, StudyData
-from .learning import convergence_sentences
-from .tables import PAIRED, Comparison, ResultTable, TableRow, compare_rows, minimum_detectable_difference
+from reports.collect import MISSING_LABEL, StudyData
+from reports.learning import convergence_sentences
+from reports.tables import (
+    PAIRED,
+    Comparison,
+    ResultTable,
+    TableRow,
+    compare_rows,
+    minimum_detectable_difference,
+)
 
 FFE_SUFFIX = "*"
 CAUSAL_INIT, TEACHER = "causal_init", "teacher"

@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .figures import Figure
-from .learning import CONVERGENCE_METRIC, CONVERGENCE_SCHEDULE, LAST_FRACTION, Verdict
+from reports.figures import Figure
+from reports.learning import CONVERGENCE_METRIC, CONVERGENCE_SCHEDULE, LAST_FRACTION, Verdict
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em auto; max-width: 1400px; color: #222; }

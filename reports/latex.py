@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .collect import MetricColumn
-from .tables import ResultTable, group_spans, group_title, legend
+from reports.collect import MetricColumn
+from reports.tables import ResultTable, group_spans, group_title, legend
 
 PACKAGES = "booktabs"
 PACKAGES_NOTE = (f"% Needs \\usepackage{{{PACKAGES}}} in the preamble (\\toprule, \\midrule, \\cmidrule, "

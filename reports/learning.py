@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .tables import CONFIDENCE, estimate
+from reports.tables import CONFIDENCE, estimate
 
 EVAL_PREFIX = "eval/"
 UPDATES, SECONDS = "eval/updates", "eval/train_seconds"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .collect import _known_dimensions
-from .figures import Figure, FigureInputs, _save, band, panel_grid
-from .learning import (
+from reports.collect import _known_dimensions
+from reports.figures import Figure, FigureInputs, _save, band, panel_grid
+from reports.learning import (
     CONVERGENCE_SCHEDULE,
     DIAGNOSTICS,
     NO_EVAL_NOTE,

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .collect import MISSING_LABEL, PARTIAL_MARK, MetricColumn, StudyData
-from .evaluator import EvaluatorInfo
+from reports.collect import MISSING_LABEL, PARTIAL_MARK, MetricColumn, StudyData
+from reports.evaluator import EvaluatorInfo
 
 CONFIDENCE = 0.95
 EMPTY_NOTE = "No complete runs: nothing to tabulate yet."
@@ -419,7 +419,7 @@ def to_html(table: ResultTable) -> str:
 def write_tables(table: ResultTable, out_dir: Path) -> dict[str, Path]:
     """``table.md``, ``table.tex`` (the paper's columns), ``table_full.tex`` (every column), ``table.html``
     and ``table.csv`` (numbers as shown) in ``out_dir``."""
-    from .latex import to_latex, to_latex_full
+    from reports.latex import to_latex, to_latex_full
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "table.md", "latex": out_dir / "table.tex",

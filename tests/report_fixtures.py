@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import yaml
 
+from harness.engine.versions import code_versions
 from harness.evaluation.cosine import X0Trace, cosine_similarity_matrices
-from harness.versions import code_versions
-from harness.video import SampleMeta, write_video
+from harness.io.video import SampleMeta, write_video
 
 STUDY = "ablation_asd"
 SEEDS = (0, 1, 2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from harness.errors import ConfigError
-from harness.sampling import NoiseSource
 from harness.worlds.toy import ToyWorld
+
+from harness.diffusion.sampling import NoiseSource
+from harness.errors import ConfigError
 from methods.asd import ASD
 from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
 from methods.asd_diagnostics import HeldOutPairs, feature_ratio, separation

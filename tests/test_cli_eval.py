@@ -6,7 +6,7 @@ import numpy as np
 
 from harness.cli import main
 from harness.evaluation.flicker import temporal_flickering
-from harness.video import SampleMeta, write_video
+from harness.io.video import SampleMeta, write_video
 
 
 def test_eval_weight_free_prints_flickering_of_the_samples(tmp_path, capsys):

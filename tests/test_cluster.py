@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 
-from harness.cluster import RayExecutor, SubmititExecutor, run_resources
-from harness.driver import run_study
+from harness.engine.driver import run_study
+from harness.engine.runner import RunJob
+from harness.engine.study import load_study
 from harness.errors import MissingDependencyError
-from harness.runner import RunJob
-from harness.study import load_study
+from harness.executors.cluster import RayExecutor, SubmititExecutor, run_resources
 
 from .conftest import ROOT
 

@@ -1,5 +1,5 @@
 """Code versions: a plugin's or a stage's version bump re-keys what it computed, and `ls`/`report` flag
-runs computed by other code than the rest of their study (see harness/versions.py)."""
+runs computed by other code than the rest of their study (see harness/engine/versions.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.engine.identity import config_hash
+from harness.engine.stages import StageCache, stage_key
+from harness.engine.study import load_study
+from harness.engine.versions import code_versions, study_flags
 from harness.errors import ConfigError
-from harness.identity import config_hash
-from harness.stages import StageCache, stage_key
-from harness.study import load_study
-from harness.versions import code_versions, study_flags
 from tests.toy_pipeline import CountingPipeline
 
 STUDY = textwrap.dedent(
@@ -49,7 +49,7 @@ def run_folders(runs):
 
 def test_code_versions_names_the_class_and_the_bases_that_declare_one(monkeypatch):
     config = {"class_path": TOY, "init_args": {"inner": [{"class_path": "methods.asd.ASD"}]}}
-    assert code_versions(config) == {TOY: 1, "harness.pipeline.Pipeline": 1, "methods.asd.ASD": 1,
+    assert code_versions(config) == {TOY: 1, "harness.engine.pipeline.Pipeline": 1, "methods.asd.ASD": 1,
                                      "methods.base.Method": 1}
     monkeypatch.setattr(CountingPipeline, "version", 3)
     assert code_versions(config)[TOY] == 3
@@ -60,12 +60,12 @@ def test_code_versions_names_the_class_and_the_bases_that_declare_one(monkeypatc
 
 def test_a_version_bump_changes_the_run_hash_and_the_recorded_versions(study, monkeypatch):
     before = load_study(study).runs
-    assert before[0].config["versions"] == {TOY: 1, "harness.pipeline.Pipeline": 1}
+    assert before[0].config["versions"] == {TOY: 1, "harness.engine.pipeline.Pipeline": 1}
     monkeypatch.setattr(CountingPipeline, "version", 2)
     after = load_study(study).runs
     assert after[0].config["versions"][TOY] == 2
     assert {r.hash for r in before}.isdisjoint(r.hash for r in after)
-    monkeypatch.setattr("harness.pipeline.Pipeline.version", 2)  # a base's bump reaches an overriding subclass
+    monkeypatch.setattr("harness.engine.pipeline.Pipeline.version", 2)  # a base's bump reaches an overriding subclass
     assert {r.hash for r in after}.isdisjoint(r.hash for r in load_study(study).runs)
 
 
@@ -169,7 +169,7 @@ def test_stage_keys_take_the_stage_version_and_the_config_classes(tmp_path, monk
     bumped = cache.get("t", with_class, lambda d: built.append(d), version=2)
     assert bumped.key != first.key and len(built) == 2
     manifest = json.loads((bumped.path / "stage.json").read_text())
-    assert manifest["versions"] == {"stage": 2, TOY: 2, "harness.pipeline.Pipeline": 1}
+    assert manifest["versions"] == {"stage": 2, TOY: 2, "harness.engine.pipeline.Pipeline": 1}
     assert cache.lookup("t", with_class, version=2) is not None and cache.lookup("t", with_class) is not None
 
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.config import deep_merge, expand_dotted, parse_override
+from harness.engine.config import deep_merge, expand_dotted, parse_override
+from harness.engine.identity import canonical_json, config_hash
+from harness.engine.study import check_instantiable, load_study
 from harness.errors import ConfigError
-from harness.identity import canonical_json, config_hash
-from harness.study import check_instantiable, load_study
 
 from .conftest import ROOT, TOY_STUDY, cli_env
 
@@ -80,7 +80,7 @@ def test_hash_ignores_key_order_and_logging_keys():
 def test_hash_is_stable_across_processes():
     here = {r.name: r.hash for r in load_study(TOY_STUDY).runs}
     code = (
-        "import json,sys; from harness.study import load_study;"
+        "import json,sys; from harness.engine.study import load_study;"
         f"print(json.dumps({{r.name: r.hash for r in load_study({str(TOY_STUDY)!r}).runs}}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(PYTHONHASHSEED="123"),

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import distributed as dist_h
-from harness.checkpoints import CheckpointStore
+from harness.engine.checkpoints import CheckpointStore
+from harness.parallel import ranks as dist_h
 from methods.asd import ASD
 from methods.base import TrainContext
 from methods.dmd import DMD
@@ -148,9 +148,9 @@ pipeline:
 
 def _distil_and_evaluate(tmp_path: Path, name: str, resources: str = ""):
     """One DistillAndEvaluate run on the fake world with its own run store and stage cache."""
-    from harness.executors import InProcessExecutor
-    from harness.runner import RunJob
-    from harness.study import load_study
+    from harness.engine.executors import InProcessExecutor
+    from harness.engine.runner import RunJob
+    from harness.engine.study import load_study
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(PIPELINE.format(resources=resources))
@@ -165,9 +165,9 @@ def _distil_and_evaluate(tmp_path: Path, name: str, resources: str = ""):
 
 @pytest.mark.slow
 def test_a_two_gpu_distill_and_evaluate_run_trains_data_parallel_and_matches_one_process(tmp_path, monkeypatch):
-    from harness import executors
-    from harness.atomic import read_jsonl
-    from harness.weights import load_weights
+    from harness.engine import executors
+    from harness.io.atomic import read_jsonl
+    from harness.io.weights import load_weights
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -190,9 +190,9 @@ def test_a_two_gpu_distill_and_evaluate_run_trains_data_parallel_and_matches_one
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_a_config_error(monkeypatch):
+    from harness.diffusion.sampling import NoiseSource
     from harness.errors import ConfigError
-    from harness.sampling import NoiseSource
-    from methods import data_parallel
+    from harness.parallel import data_parallel
 
     fake = data_parallel.DataParallel.__new__(data_parallel.DataParallel)
     fake.world = 2
@@ -201,8 +201,8 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_a_config_error(monkeypatc
 
 
 def test_sharded_noise_keeps_this_ranks_rows_of_the_global_draws():
-    from harness.sampling import NoiseSource
-    from methods.data_parallel import ShardedNoise
+    from harness.diffusion.sampling import NoiseSource
+    from harness.parallel.data_parallel import ShardedNoise
 
     full, part = NoiseSource(7), ShardedNoise(NoiseSource(7).generator, 4, slice(2, 4))
     assert torch.equal(part.normal((2, 3)), full.normal((4, 3))[2:])  # per-sample: the global draw's rows

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from harness import diffusion as fm
+from harness.diffusion import conventions as fm
 from harness.errors import ConfigError
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import methods.distill as distill_module
-from harness.pipeline import Pipeline
-from harness.study import instantiate_plugin
+from harness.engine.pipeline import Pipeline
+from harness.engine.study import instantiate_plugin
 
 WORLD = {"class_path": "harness.worlds.sprites.world.SpritesWorld", "init_args": {"size": "smoke"}}
 
@@ -45,7 +45,7 @@ def test_the_sampler_gets_the_method_s_schedule(monkeypatch):
 
 def test_a_preset_s_method_settings_reach_only_methods_that_take_them(tmp_path):
     """``method.init_args.train`` in a preset trains the students and skips the causal-init row."""
-    from harness.study import load_study
+    from harness.engine.study import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text(

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import distributed as dist_h
-from harness.atomic import append_line
+from harness.engine.pipeline import Pipeline, RunContext
+from harness.engine.rank_stages import every_rank
 from harness.errors import ConfigError
-from harness.pipeline import Pipeline, RunContext
+from harness.io.atomic import append_line
+from harness.parallel import ranks as dist_h
 from harness.tracking import Tracker
 
 from .conftest import ROOT, cli_env
@@ -47,7 +48,7 @@ def test_shards_cover_the_batch_once(monkeypatch):
 STEP = textwrap.dedent("""\
     import json, sys, torch
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from harness import distributed as d
+    from harness.parallel import ranks as d
 
     def model_and_batch():
         torch.manual_seed(0)
@@ -131,7 +132,7 @@ class RankedPipeline(Pipeline):
                 (folder / "sum.json").write_text(json.dumps(float(total)))
 
         ctx.stage("plain", {"n": 1}, plain)
-        art = ctx.stage("shared", {"n": 1}, dist_h.every_rank(shared))
+        art = ctx.stage("shared", {"n": 1}, every_rank(shared))
         latest = ctx.checkpoints.latest()
         start, total = (latest[0], float(latest[1]["total"])) if latest else (0, 0.0)
         for step in range(start + 1, self.steps + 1):
@@ -173,8 +174,8 @@ tracker: {{class_path: tests.test_distributed.RankTracker, init_args: {{path: {t
 
 
 def _ranked_job(tmp_path: Path, extra: str = ""):
-    from harness.runner import RunJob
-    from harness.study import load_study
+    from harness.engine.runner import RunJob
+    from harness.engine.study import load_study
 
     path = tmp_path / "ranked.yaml"
     path.write_text(RANKED.format(record=tmp_path / "built.jsonl", tracker=tmp_path / "tracker.jsonl", extra=extra))
@@ -188,12 +189,12 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_a_run_is_launched_under_torchrun_when_it_asks_for_several_gpus(tmp_path, monkeypatch):
-    from harness import executors
+    from harness.engine import executors
 
     job, _ = _ranked_job(tmp_path)
     assert executors.ranks_for(job) == 2
     cmd = executors.torchrun_job_command(2, Path("j.pkl"), Path("o.pkl"))
-    assert cmd[1:] == ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "harness.runner",
+    assert cmd[1:] == ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "harness.engine.runner",
                        "j.pkl", "o.pkl"]
     launched = []
     monkeypatch.setattr(executors, "run_under_torchrun", lambda job, n, progress, reporter: launched.append(n))
@@ -201,13 +202,13 @@ def test_a_run_is_launched_under_torchrun_when_it_asks_for_several_gpus(tmp_path
     assert launched == [2]
     monkeypatch.setenv("WORLD_SIZE", "2")  # already a rank: never launch torchrun inside torchrun
     monkeypatch.setattr(executors, "distributed", dist_h)
-    monkeypatch.setattr("harness.runner.execute_run", lambda job, progress, reporter: "ran here")
+    monkeypatch.setattr("harness.engine.runner.execute_run", lambda job, progress, reporter: "ran here")
     assert executors.execute_job(job) == "ran here" and launched == [2]
 
 
 @pytest.mark.parametrize("gpus, ranks", [(None, 1), (1, 1), (0.5, 1), (4, 4)])
 def test_ranks_follow_the_gpus_a_run_asks_for(tmp_path, gpus, ranks):
-    from harness import executors
+    from harness.engine import executors
 
     job, _ = _ranked_job(tmp_path)
     init_args = job.spec.config["pipeline"]["init_args"]
@@ -218,7 +219,7 @@ def test_ranks_follow_the_gpus_a_run_asks_for(tmp_path, gpus, ranks):
 
 
 def test_a_fractional_gpu_count_above_one_is_a_config_error(tmp_path):
-    from harness import executors
+    from harness.engine import executors
 
     job, _ = _ranked_job(tmp_path)
     job.spec.config["pipeline"]["init_args"]["resources"] = {"gpus": 1.5}
@@ -228,7 +229,7 @@ def test_a_fractional_gpu_count_above_one_is_a_config_error(tmp_path):
 
 @pytest.mark.slow
 def test_the_local_executor_runs_a_two_gpu_run_on_two_ranks_and_rank_zero_alone_writes(tmp_path, monkeypatch):
-    from harness.executors import InProcessExecutor
+    from harness.engine.executors import InProcessExecutor
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -259,7 +260,7 @@ def test_the_local_executor_runs_a_two_gpu_run_on_two_ranks_and_rank_zero_alone_
     (0, "RuntimeError: rank 0 fails at step 2"),  # rank 0 records its own failure; torchrun stops rank 1
 ])
 def test_a_rank_that_fails_fails_the_run_with_its_error(tmp_path, monkeypatch, rank, reason):
-    from harness.executors import execute_job
+    from harness.engine.executors import execute_job
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.diffusion.sampling import NoiseSource, predict_x0
 from harness.errors import ConfigError, TrainingDiverged
-from harness.sampling import NoiseSource, predict_x0
 from methods import build_method
 from methods.base import TrainContext
 from methods.dmd import DMD, dmd_loss

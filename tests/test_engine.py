@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.atomic import read_jsonl
-from harness.checkpoints import CheckpointStore
+from harness.engine.checkpoints import CheckpointStore
+from harness.io.atomic import read_jsonl
 
 from .conftest import harness, harness_proc
 
@@ -202,7 +202,7 @@ def test_ls_on_missing_folder_is_a_one_line_error(tmp_path):
 
 
 def test_eta_leaves_out_the_first_run_once_another_has_finished():
-    from harness.progress import _Counter
+    from harness.engine.progress import _Counter
 
     counter = _Counter()
     counter.total, counter.done = 5, 1

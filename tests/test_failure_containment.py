@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.atomic import read_jsonl
-from harness.checkpoints import CheckpointStore
 from harness.cli import main
+from harness.engine.checkpoints import CheckpointStore
+from harness.engine.pipeline import Pipeline, RunContext
+from harness.engine.stages import StageCache
+from harness.engine.store import RunDir
 from harness.errors import CheckpointError
-from harness.pipeline import Pipeline, RunContext
-from harness.stages import StageCache
-from harness.store import RunDir
+from harness.io.atomic import read_jsonl
 
 STUDY = textwrap.dedent(
     """\
@@ -146,7 +146,7 @@ def test_latest_falls_back_past_corrupt_checkpoints_and_sets_them_aside(tmp_path
         store.save(step, {"w": torch.full((2,), float(step))})
     store.path(4).write_bytes(b"garbage")
     torch.save({"step": 3, "state": {"obj": Path("x")}}, store.path(3))  # a pickled object
-    with caplog.at_level(logging.WARNING, logger="harness.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="harness.engine.checkpoints"):
         step, state = store.latest()
     assert step == 2 and torch.equal(state["w"], torch.full((2,), 2.0))
     assert store.steps() == [1, 2]
@@ -285,7 +285,7 @@ def test_full_disk_writing_error_log_marks_the_run_failed_and_ends_the_study(tmp
     study, runs = study_file(tmp_path), tmp_path / "runs"
     text = study.read_text().replace("steps: 2,", "steps: 2, fail_at_step: 2,")
     study.write_text(text)
-    monkeypatch.setattr("harness.runner.atomic_write_text", refuse(errno.ENOSPC))
+    monkeypatch.setattr("harness.engine.runner.atomic_write_text", refuse(errno.ENOSPC))
     code, _, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
     assert code == 2
     line = one_error_line(err)
@@ -314,7 +314,7 @@ def test_full_disk_everywhere_never_leaves_running_with_a_result(tmp_path, capsy
     study, runs = study_file(tmp_path), tmp_path / "runs"
     monkeypatch.setattr(RunDir, "write_status", refuse(errno.ENOSPC, RunDir.write_status,
                                                        lambda self, state, **kw: state != "running"))
-    monkeypatch.setattr("harness.runner.atomic_write_text", refuse(errno.ENOSPC))
+    monkeypatch.setattr("harness.engine.runner.atomic_write_text", refuse(errno.ENOSPC))
     code, _, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
     assert code == 2 and "could not be marked failed" in one_error_line(err)
     (first,) = run_folders(runs)
@@ -330,7 +330,7 @@ def test_full_disk_everywhere_never_leaves_running_with_a_result(tmp_path, capsy
 def test_read_only_error_log_fails_the_run_only(tmp_path, capsys, monkeypatch):
     study, runs = study_file(tmp_path), tmp_path / "runs"
     study.write_text(study.read_text().replace("steps: 2,", "steps: 2, fail_at_step: 1,"))
-    monkeypatch.setattr("harness.runner.atomic_write_text", refuse(errno.EROFS))
+    monkeypatch.setattr("harness.engine.runner.atomic_write_text", refuse(errno.EROFS))
     code, _, err = cli(capsys, "run", study, "--runs-dir", runs, "--plain", "--no-report")
     assert code == 1 and "Traceback" not in err and "2 failed" in err  # no disk-full stop: both runs tried
     assert all(json.loads((d / "status.json").read_text())["state"] == "failed" for d in run_folders(runs))
@@ -387,7 +387,7 @@ def test_a_read_only_runs_folder_is_one_line(tmp_path, capsys, monkeypatch, simu
     try:
         if simulated:  # what os.access says for a non-root user, so the check is tested under root too
             access = os.access
-            monkeypatch.setattr("harness.store.os.access", lambda p, mode: Path(p) != ro and access(p, mode))
+            monkeypatch.setattr("harness.engine.store.os.access", lambda p, mode: Path(p) != ro and access(p, mode))
         elif os.access(ro, os.W_OK):
             pytest.skip("running as root: a 0555 folder is writable")
         for target in (ro, ro / "runs"):

@@ -12,7 +12,7 @@ from harness.evaluation.flicker import (
     temporal_flickering_frames,
     temporal_flickering_score,
 )
-from harness.video import VideoError, write_video
+from harness.io.video import VideoError, write_video
 
 
 def noisy_video(seed: int, frames: int = 6, height: int = 24, width: int = 40, noise: int = 30) -> np.ndarray:

@@ -63,13 +63,13 @@ def _bomb(levels: int = 9) -> str:
 
 CASES = [
     # -- code execution through a class_path --------------------------------------------------------
-    Case("attribute-chain-os-system", row(f'{{class_path: harness.atomic.os.system, init_args: {{command: "touch {CANARY}"}}}}'),
-         "cannot import 'harness.atomic.os.system'"),
+    Case("attribute-chain-os-system", row(f'{{class_path: harness.io.atomic.os.system, init_args: {{command: "touch {CANARY}"}}}}'),
+         "cannot import 'harness.io.atomic.os.system'"),
     Case("attribute-chain-sys-exit", row("{class_path: harness.errors.sys.exit}"), "cannot import 'harness.errors.sys.exit'"),
-    Case("foreign-class-through-allowed-module", row("{class_path: harness.config.Path, init_args: {}}"),
-         "'harness.config.Path' is not allowed"),
-    Case("module-object-through-allowed-module", row("{class_path: harness.config.importlib}"),
-         "'harness.config.importlib' is not allowed"),
+    Case("foreign-class-through-allowed-module", row("{class_path: harness.engine.config.Path, init_args: {}}"),
+         "'harness.engine.config.Path' is not allowed"),
+    Case("module-object-through-allowed-module", row("{class_path: harness.engine.config.importlib}"),
+         "'harness.engine.config.importlib' is not allowed"),
     Case("outside-module", row(f'{{class_path: subprocess.getoutput, init_args: {{cmd: "touch {CANARY}"}}}}'),
          "'subprocess.getoutput' is not allowed"),
     Case("grid-level-class-path", row(extra=f"""\

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.diffusion import add_noise, x0_from_v
+from harness.diffusion.conventions import add_noise, x0_from_v
+from harness.diffusion.sampling import NoiseSource, causal_rollout, dense_schedule, sample_causal
+from harness.diffusion.schedules import StepSchedule
 from harness.errors import ConfigError
 from harness.evaluation.cosine import cosine_similarity_matrices
-from harness.sampling import NoiseSource, causal_rollout, dense_schedule, sample_causal
-from harness.schedules import StepSchedule
 from tests.fake_world import FakeWorld
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

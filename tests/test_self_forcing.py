@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.sampling import NoiseSource, sample_causal
 from harness.errors import CheckpointError, ConfigError
-from harness.sampling import NoiseSource, sample_causal
-from harness.worlds.sprites.kv_cache import KVCache
 from methods import build_method
 from methods.self_forcing import SelfForcing
 from methods.trainer import TrainSettings

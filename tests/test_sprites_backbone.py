@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from harness.diffusion.kv_cache import KVCache
 from harness.errors import ConfigError
 from harness.worlds.sprites.backbone import SpritesDiT, build_sprites_dit, count_parameters
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
 from harness.worlds.sprites.embeddings import phrase_mask, phrase_means
-from harness.worlds.sprites.kv_cache import KVCache
 
 B, FPC, CHUNKS = 2, 2, 4
 FRAMES = FPC * CHUNKS

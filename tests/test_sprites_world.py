@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.diffusion import x0_from_v
+from harness.diffusion.conventions import x0_from_v
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.ode import ode_timesteps, sample_ode
+from harness.engine.stages import StageCache
 from harness.errors import CheckpointError, ConfigError
-from harness.ode import ode_timesteps, sample_ode
-from harness.stages import StageCache
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.teacher import FlowRecipe, load_model, lr_factor, save_model, train_flow
 from harness.worlds.sprites.world import SpritesWorld, world_preset
 
@@ -302,7 +302,7 @@ def test_cache_pass_matches_training_context(built):
 
 
 def test_teacher_command_trains_a_loadable_teacher(tmp_path, capsys):
-    from harness.worlds.sprites.teacher import main
+    from harness.worlds.sprites.retrain_teacher import main
 
     main(["--size", "smoke", "--out", str(tmp_path), "--threads", "1"])
     assert '"steps_per_second"' in capsys.readouterr().out
@@ -314,7 +314,7 @@ def test_teacher_command_trains_a_loadable_teacher(tmp_path, capsys):
 
 def test_shipped_teacher_weights_stand_in_for_training_only_for_their_exact_recipe(tmp_path, monkeypatch):
     from harness.worlds.sprites import shipped
-    from harness.worlds.sprites.teacher import main
+    from harness.worlds.sprites.retrain_teacher import main
 
     smoke = world_preset("smoke")
     folder = tmp_path / "weights" / "smoke_teacher"

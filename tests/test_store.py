@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.atomic import append_line, atomic_write_json, read_jsonl
-from harness.checkpoints import CheckpointStore
+from harness.engine.checkpoints import CheckpointStore
+from harness.engine.stages import StageCache
+from harness.engine.store import COMPLETE, FAILED, RUNNING, RunDir
 from harness.errors import CheckpointError
-from harness.stages import StageCache
-from harness.store import COMPLETE, FAILED, RUNNING, RunDir
+from harness.io.atomic import append_line, atomic_write_json, read_jsonl
 
 from .conftest import ROOT, cli_env
 
 WRITER = """
 import sys, json
-from harness.atomic import atomic_write_json
+from harness.io.atomic import atomic_write_json
 path = sys.argv[1]
 i = 0
 while True:
@@ -69,7 +69,7 @@ def test_status_transitions_and_metrics_truncation(tmp_path):
     lock = run.lock()
     lock.acquire()
     try:
-        code = f"from harness.store import RunDir; import sys; sys.exit(0 if RunDir(__import__('pathlib').Path({str(run.path)!r})).is_stale() else 3)"
+        code = f"from harness.engine.store import RunDir; import sys; sys.exit(0 if RunDir(__import__('pathlib').Path({str(run.path)!r})).is_stale() else 3)"
         assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), check=False).returncode == 3
     finally:
         lock.release()
@@ -125,7 +125,7 @@ def test_checkpoint_refuses_pickled_objects(tmp_path):
 
 def _build_in_process(args):
     root, log = args
-    from harness.atomic import append_line as _append
+    from harness.io.atomic import append_line as _append
 
     def build(folder: Path) -> None:
         _append(log, "built")

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness import distributed as dist_h
+from harness.diffusion.sampling import NoiseSource, sample_causal
 from harness.errors import ConfigError
 from harness.evaluation.streaming import ArrayCollector, FolderCollector, FolderEvaluator, collector_for
+from harness.io.video import SampleMeta, read_sidecar, read_video
+from harness.parallel import ranks as dist_h
 from harness.pipelines.batches import PerVideoNoise, VideoBatch, my_batches, plan_batches, video_seed
-from harness.sampling import NoiseSource, sample_causal
-from harness.video import SampleMeta, read_sidecar, read_video
 
 from .conftest import ROOT
 from .fake_world import FakeWorld
@@ -231,9 +231,9 @@ ROWS = {
 def _run_rows(tmp_path: Path, name: str, evaluator: str = "arrays", batch: int = 2, extra: str = "",
               rows: tuple[str, ...] = ("df", "real")) -> dict:
     """Run those rows in process (under torchrun where ``extra`` asks for 2 GPUs): row → outcome."""
-    from harness.executors import InProcessExecutor
-    from harness.runner import RunJob
-    from harness.study import load_study
+    from harness.engine.executors import InProcessExecutor
+    from harness.engine.runner import RunJob
+    from harness.engine.study import load_study
 
     path = tmp_path / f"{name}.yaml"
     grid = "".join(ROWS[r] for r in rows)
@@ -284,7 +284,7 @@ def test_a_folder_evaluator_scores_the_mp4s_written_batch_by_batch(tmp_path):
 @pytest.mark.slow
 def test_two_torchrun_ranks_sharing_the_rows_score_exactly_what_one_process_does(tmp_path, monkeypatch):
     """One run per row and evaluator kind asks for 2 GPUs: torchrun, 2 CPU ranks (gloo), one batch each."""
-    from harness import executors
+    from harness.engine import executors
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -306,9 +306,9 @@ def test_two_torchrun_ranks_sharing_the_rows_score_exactly_what_one_process_does
 
 def test_reference_rows_draw_their_noise_from_the_study_seed(tmp_path):
     """Seeds of a reference row are sampling draws, not copies of one run."""
-    from harness.executors import InProcessExecutor
-    from harness.runner import RunJob
-    from harness.study import load_study
+    from harness.engine.executors import InProcessExecutor
+    from harness.engine.runner import RunJob
+    from harness.engine.study import load_study
 
     path = tmp_path / "seeds.yaml"
     text = STUDY.format(name="seeds", evaluator="arrays", batch=2, extra="", rows=ROWS["df"])

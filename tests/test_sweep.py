@@ -15,8 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from harness.commands.sweep import sweep, sweep_parser, worker
+from harness.engine.pipeline import RunContext
 from harness.errors import ConfigError
-from harness.pipeline import RunContext
 from harness.sweep.report import sweep_report
 
 from .conftest import ROOT, cli_env

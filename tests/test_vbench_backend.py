@@ -28,7 +28,7 @@ from harness.evaluation.vbench_backend import (
     find_vbench_python,
     stage_videos,
 )
-from harness.video import SampleMeta, write_video
+from harness.io.video import SampleMeta, write_video
 
 FLICKER_PROMPTS = ["In a still frame, a stop sign", "a toilet, frozen in time", "a laptop, frozen in time"]
 

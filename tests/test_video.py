@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.video import (
+from harness.io.video import (
     SampleMeta,
     VideoError,
     frame_grid,

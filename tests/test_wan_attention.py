@@ -14,8 +14,8 @@ import torch
 
 pytest.importorskip("diffusers", reason="the wan extra is part of dev: pip install '.[dev]'")
 
+from harness.diffusion.kv_cache import KVCache
 from harness.errors import ConfigError
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.wan import block_causal
 from harness.worlds.wan.backbone import WanBackbone, build_wan_backbone
 from harness.worlds.wan.block_causal import BlockCausal

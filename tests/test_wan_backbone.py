@@ -18,12 +18,12 @@ pytest.importorskip("diffusers", reason="the wan extra is part of dev: pip insta
 
 from diffusers import SkyReelsV2Transformer3DModel, WanTransformer3DModel
 
-from harness.diffusion import sigma_from_timestep, x0_from_v
+from harness.diffusion.conventions import sigma_from_timestep, x0_from_v
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.sampling import NoiseSource, causal_rollout, predict_x0
+from harness.diffusion.schedules import StepSchedule
 from harness.errors import CheckpointError, ConfigError, MissingDependencyError
-from harness.sampling import NoiseSource, causal_rollout, predict_x0
-from harness.schedules import StepSchedule
 from harness.worlds.base import VideoShape
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.wan import deps
 from harness.worlds.wan.backbone import WanBackbone, build_wan_backbone, count_parameters
 from harness.worlds.wan.config import WanConfig

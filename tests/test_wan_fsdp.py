@@ -23,8 +23,8 @@ import torch
 
 pytest.importorskip("diffusers", reason="the wan extra is part of dev: pip install '.[dev]'")
 
-from harness import distributed as dist_h
-from harness.checkpoints import CheckpointStore
+from harness.engine.checkpoints import CheckpointStore
+from harness.parallel import ranks as dist_h
 from methods.asd import ASD
 from methods.base import TrainContext
 from methods.dmd import DMD
@@ -169,7 +169,7 @@ def test_the_wan_backbone_is_sharded_per_block_then_the_root(tmp_path):
     """One rank of one (a gloo group of size 1): the policy's units, bf16 compute only asked for on GPUs."""
     import os
 
-    from harness.fsdp import mixed_precision, shard_module
+    from harness.parallel.fsdp import mixed_precision, shard_module
     from harness.worlds.wan.backbone import WanBackbone
 
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000), "RANK": "0", "WORLD_SIZE": "1"}

@@ -14,8 +14,8 @@ import torch
 
 pytest.importorskip("diffusers", reason="the wan extra is part of dev: pip install '.[dev]'")
 
+from harness.engine.stages import StageCache
 from harness.errors import CheckpointError, ConfigError
-from harness.stages import StageCache
 from harness.worlds.wan.world import WanWorld
 from methods import build_method
 from methods.base import TrainContext

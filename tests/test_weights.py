@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError
-from harness.weights import load_weights, save_weights
+from harness.io.weights import load_weights, save_weights
 
 
 def test_saved_weights_get_the_mode_of_any_other_new_file(tmp_path):

@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
-from harness.atomic import append_line
-from harness.pipeline import Pipeline, RunContext
+from harness.engine.pipeline import Pipeline, RunContext
+from harness.io.atomic import append_line
 from harness.tracking import Tracker
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..driver import ls_rows
-from ..store import CORRUPT, require_folder
+from harness.engine.driver import ls_rows
+from harness.engine.store import CORRUPT, require_folder
 
 COLUMNS = ("study", "hash", "variant", "seed", "status", "duration_s", "headline")
 FLAG_LEGEND = ("flag: outdated = older plugin/stage versions (recomputed by `harness run`, left out of reports); "

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from ..driver import DEFAULT_RUNS_DIR, check_output_folders, make_executor, run_study
-from ..errors import HarnessError
-from ..progress import make_progress
-from ..study import ResolvedStudy, check_instantiable, load_study
+from harness.engine.driver import DEFAULT_RUNS_DIR, check_output_folders, make_executor, run_study
+from harness.engine.progress import make_progress
+from harness.engine.study import ResolvedStudy, check_instantiable, load_study
+from harness.errors import HarnessError
 
 
 def run(study: Path, preset: str | None = None, overrides: list[str] | None = None,

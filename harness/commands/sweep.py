@@ -8,14 +8,14 @@ from pathlib import Path
 
 import yaml
 
-from ..driver import DEFAULT_RUNS_DIR, check_output_folders, default_cache_dir
-from ..study import load_study
+from harness.engine.driver import DEFAULT_RUNS_DIR, check_output_folders, default_cache_dir
+from harness.engine.study import load_study
 
 log = logging.getLogger(__name__)
 
 
 def _prepare(study: Path, preset: str | None, overrides: list[str] | None):
-    from ..sweep import check_sweep, parse_sweep
+    from harness.sweep import check_sweep, parse_sweep
 
     spec = parse_sweep(load_study(study, preset, overrides))
     check_sweep(spec)
@@ -24,9 +24,9 @@ def _prepare(study: Path, preset: str | None, overrides: list[str] | None):
 
 def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_trials: int | None,
           timeout: float | None, *, enqueue: bool) -> int:
-    from ..sweep.leases import new_worker_id
-    from ..sweep.wandb_callback import callbacks_for
-    from ..sweep.worker import (
+    from harness.sweep.leases import new_worker_id
+    from harness.sweep.wandb_callback import callbacks_for
+    from harness.sweep.worker import (
         enqueue_baselines,
         join_study,
         open_study_storage,
@@ -100,7 +100,7 @@ def sweep(study: Path, preset: str | None = None, overrides: list[str] | None = 
         return 0
     code = _work(spec, runs_dir, cache_dir, storage, n_trials, timeout, enqueue=True)
     if report:
-        from ..sweep.report import sweep_report
+        from harness.sweep.report import sweep_report
 
         files = sweep_report(runs_dir, spec.name, storage=storage)
         if files:
@@ -127,7 +127,7 @@ def sweep_parser():
     """The argument list of ``harness sweep`` (same style as harness/cli.py)."""
     from jsonargparse import ArgumentParser
 
-    from ..cli import _study_args
+    from harness.cli import _study_args
 
     p = ArgumentParser(description=sweep.__doc__.split("\n")[0], exit_on_error=False)
     _study_args(p)
@@ -140,7 +140,7 @@ def worker_parser():
     """The argument list of ``harness worker``."""
     from jsonargparse import ArgumentParser
 
-    from ..cli import _study_args
+    from harness.cli import _study_args
 
     p = ArgumentParser(description=worker.__doc__.split("\n")[0], exit_on_error=False)
     _study_args(p)

@@ -235,7 +235,7 @@ class CosineAnalysis:
 
     def save(self, directory: str | os.PathLike, stem: str = "x0_cosine") -> tuple[Path, Path]:
         """Write ``<stem>.json`` and ``<stem>.csv`` into ``directory``; returns both paths."""
-        from harness.video import write_json_atomic
+        from harness.io.video import write_json_atomic
 
         directory = Path(directory)
         payload = {

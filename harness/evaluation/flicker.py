@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.video import VideoError, read_video
+from harness.io.video import VideoError, read_video
 
 
 def _decode_with_opencv(path: Path) -> list[np.ndarray]:

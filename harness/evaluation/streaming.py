@@ -26,9 +26,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from harness import distributed
-from harness.atomic import atomic_write_bytes
-from harness.video import SampleMeta, sidecar_path, write_video
+from harness.io.atomic import atomic_write_bytes
+from harness.io.video import SampleMeta, sidecar_path, write_video
+from harness.parallel import ranks
 
 VIDEOS = "videos"  # the collected videos, inside the collector's folder
 SCORES = "scores"  # a folder evaluator's own output (VBench's staging, logs and results)
@@ -38,7 +38,7 @@ Reference = Callable[[], "tuple[np.ndarray, list[str]] | None"]  # real videos a
 
 @runtime_checkable
 class FolderEvaluator(Protocol):
-    """An evaluator that scores a folder of mp4s with sidecars (``harness.video``), written at ``fps``."""
+    """An evaluator that scores a folder of mp4s with sidecars (``harness.io.video``), written at ``fps``."""
 
     fps: float
 
@@ -69,7 +69,7 @@ class _Collector:
         self.videos_dir = self.folder / VIDEOS
 
     def _marker(self, rank: int) -> Path:
-        return self.videos_dir / f"rank-{rank}-of-{distributed.world_size()}.done"
+        return self.videos_dir / f"rank-{rank}-of-{ranks.world_size()}.done"
 
     def prepare(self) -> None:
         """Rank 0, before any rank adds: forget the markers and shards of an earlier attempt."""
@@ -84,12 +84,12 @@ class _Collector:
 
     def close(self) -> None:
         """This rank has added every video of its part."""
-        atomic_write_bytes(self._marker(distributed.rank()), b"", durable=False)
+        atomic_write_bytes(self._marker(ranks.rank()), b"", durable=False)
 
     def wait(self, on_wait: Callable[[], None] | None = None) -> None:
         """Rank 0: block until every rank has closed."""
-        markers = [self._marker(r) for r in range(distributed.world_size())]
-        distributed.wait_for_files(markers, on_wait=on_wait)
+        markers = [self._marker(r) for r in range(ranks.world_size())]
+        ranks.wait_for_files(markers, on_wait=on_wait)
 
     def remove(self) -> None:
         """Rank 0, once scored: the folder is scratch."""
@@ -108,10 +108,10 @@ class ArrayCollector(_Collector):
         self.parts.append((np.asarray(indices, dtype=np.int64), np.asarray(videos)))
 
     def close(self) -> None:
-        if not distributed.is_rank_zero():
+        if not ranks.is_rank_zero():
             buffer = io.BytesIO()
             np.savez(buffer, **self._joined())
-            shard = self.videos_dir / f"shard-{distributed.rank()}.npz"
+            shard = self.videos_dir / f"shard-{ranks.rank()}.npz"
             atomic_write_bytes(shard, buffer.getvalue(), durable=False)
         super().close()
 
@@ -124,7 +124,7 @@ class ArrayCollector(_Collector):
     def videos(self) -> np.ndarray:
         """Rank 0, after :meth:`wait`: every rank's videos in index order."""
         parts = [self._joined()]
-        for r in range(1, distributed.world_size()):
+        for r in range(1, ranks.world_size()):
             with np.load(self.videos_dir / f"shard-{r}.npz") as shard:
                 parts.append({"indices": shard["indices"], "videos": shard["videos"]})
         parts = [p for p in parts if len(p["indices"])]

@@ -188,7 +188,7 @@ def extended_to_original(suite: list[dict], extended_path: Path) -> dict[str, st
 def _sample_prompt(path: Path, originals: dict[str, str]) -> tuple[str, int]:
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
-        from harness.video import read_sidecar
+        from harness.io.video import read_sidecar
 
         meta = read_sidecar(path)
         prompt = meta.extra.get("vbench_prompt") or originals.get(meta.prompt) or meta.prompt

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..distributed import share
-from ..errors import ConfigError
-from ..sampling import NoiseSource
+from harness.diffusion.sampling import NoiseSource
+from harness.errors import ConfigError
+from harness.parallel.ranks import share
 
 _VIDEO_STREAM, _BATCH_STREAM = 1, 2  # keep per-video and per-batch seeds apart
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..pipeline import Pipeline, RunContext
-from ..video import SampleMeta, write_video
-from ..worlds.base import World
+from harness.engine.pipeline import Pipeline, RunContext
+from harness.errors import ConfigError
+from harness.io.video import SampleMeta, write_video
+from harness.worlds.base import World
 
 # What every pipeline adds to the evaluator's scores.
 ROW_METRICS = frozenset({"nfe", "latency_s"})

@@ -15,24 +15,24 @@ from typing import Any
 
 import torch
 
+from harness.engine.checkpoints import CheckpointStore
+from harness.engine.pipeline import RunContext
+from harness.engine.rank_stages import every_rank
+from harness.io.atomic import append_line, atomic_write_bytes, truncate_jsonl_after
+from harness.io.weights import load_weights, save_weights
+from harness.parallel.ranks import is_rank_zero
+from harness.pipelines.batches import VideoBatch, checked_batch, plan_batches
+from harness.pipelines.common import WorldPipeline, check_row_sizes, component_config, take_prompts
+from harness.pipelines.streaming import EvalStream, RowSampler
+from harness.pipelines.training_eval import FixedSetScores
+from harness.worlds.base import World
 from methods.base import Method
-
-from ..atomic import append_line, atomic_write_bytes, truncate_jsonl_after
-from ..checkpoints import CheckpointStore
-from ..distributed import every_rank, is_rank_zero
-from ..pipeline import RunContext
-from ..weights import load_weights, save_weights
-from ..worlds.base import World
-from .batches import VideoBatch, checked_batch, plan_batches
-from .common import WorldPipeline, check_row_sizes, component_config, take_prompts
-from .streaming import EvalStream, RowSampler
-from .training_eval import FixedSetScores
 
 GENERATOR_FILE = "generator.safetensors"
 TRAINING_LOG = "metrics.jsonl"  # in the distill stage's folder: losses, diagnostics and the eval hook's scores
 RUN_TRAINING_LOG = "distill_metrics.jsonl"  # its copy in each run folder that samples that generator
 # Version of the distill-<method> stage's own code (_distilled below); the world's and the method's
-# class versions enter its key with their configs (the rule: harness/versions.py).
+# class versions enter its key with their configs (the rule: harness/engine/versions.py).
 STAGE_VERSION = 1
 
 
@@ -129,7 +129,7 @@ class DistillAndEvaluate(WorldPipeline):
 
     def _save_trace(self, ctx: RunContext, generator, prompts: list[str]) -> None:
         """The x̂0 trace of the first evaluation videos (their very noise), ``sample_batch`` at a time."""
-        from ..evaluation.cosine import X0Trace, cosine_similarity_matrices
+        from harness.evaluation.cosine import X0Trace, cosine_similarity_matrices
 
         ctx.progress(stage="x0 trace")
         parts = []

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from ..distributed import is_rank_zero
-from ..pipeline import RunContext
-from ..worlds.base import World
-from .batches import VideoBatch, checked_batch
-from .common import WorldPipeline, check_row_sizes, take_prompts
-from .streaming import EvalStream, RowSampler
+from harness.engine.pipeline import RunContext
+from harness.parallel.ranks import is_rank_zero
+from harness.pipelines.batches import VideoBatch, checked_batch
+from harness.pipelines.common import WorldPipeline, check_row_sizes, take_prompts
+from harness.pipelines.streaming import EvalStream, RowSampler
+from harness.worlds.base import World
 
 
 class _Reference(WorldPipeline):
@@ -91,7 +91,7 @@ class DiffusionForcingReference(_Reference):
         self.steps = steps
 
     def row(self, ctx: RunContext) -> RowSampler:
-        from ..sampling import dense_schedule, sample_causal
+        from harness.diffusion.sampling import dense_schedule, sample_causal
 
         model = self.world.diffusion_forcing(ctx)
         schedule = dense_schedule(self.steps)

@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 
-from ..distributed import barrier, is_rank_zero, world_size
-from ..evaluation.streaming import collector_for
-from ..pipeline import RunContext
-from ..video import SampleMeta
-from ..worlds.base import World
-from .batches import VideoBatch, my_batches
-from .common import flat_metrics, reference_videos, save_samples, timed
+from harness.engine.pipeline import RunContext
+from harness.evaluation.streaming import collector_for
+from harness.io.video import SampleMeta
+from harness.parallel.ranks import barrier, is_rank_zero, world_size
+from harness.pipelines.batches import VideoBatch, my_batches
+from harness.pipelines.common import flat_metrics, reference_videos, save_samples, timed
+from harness.worlds.base import World
 
 EVAL_FOLDER = "eval"
 

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 import numpy as np
 from torch import nn
 
+from harness.errors import ConfigError
+from harness.evaluation.streaming import FolderEvaluator, score_arrays
+from harness.pipelines.batches import plan_batches
+from harness.pipelines.common import flat_metrics, take_prompts
+from harness.worlds.base import StageProvider, World
 from methods.base import Method
-
-from ..errors import ConfigError
-from ..evaluation.streaming import FolderEvaluator, score_arrays
-from ..worlds.base import StageProvider, World
-from .batches import plan_batches
-from .common import flat_metrics, take_prompts
 
 
 class FixedSetScores:

@@ -4,7 +4,7 @@ Public API; the code lives in one module per concern (schema, space, storage, le
 worker, W&B callback, report).
 """
 
-from .plugins import (
+from harness.sweep.plugins import (
     GP,
     NSGAII,
     TPE,
@@ -17,7 +17,7 @@ from .plugins import (
     Threshold,
     Wilcoxon,
 )
-from .schema import SweepConfig, SweepSpec, check_sweep, parse_sweep
+from harness.sweep.schema import SweepConfig, SweepSpec, check_sweep, parse_sweep
 
 __all__ = [
     "GP",

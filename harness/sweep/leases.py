@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..locks import FileLock
+from harness.engine.locks import FileLock
 
 if TYPE_CHECKING:
     from typing_extensions import Self

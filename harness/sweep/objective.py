@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..executors import execute_job
-from ..runner import BUSY, CACHED, PRUNED, RunJob, RunOutcome
-from ..store import COMPLETE, RunStore
-from ..study import RunSpec, expand_runs
-from .leases import WORKER_ATTR
-from .schema import SweepSpec
+from harness.engine.executors import execute_job
+from harness.engine.run_spec import RunSpec
+from harness.engine.runner import BUSY, CACHED, PRUNED, RunJob, RunOutcome
+from harness.engine.store import COMPLETE, RunStore
+from harness.engine.study import expand_runs
+from harness.sweep.leases import WORKER_ATTR
+from harness.sweep.schema import SweepSpec
 
 RUNS_ATTR = "harness.runs"
 

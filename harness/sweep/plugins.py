@@ -68,7 +68,7 @@ class GP(SamplerPlugin):
     def build(self, worker_id: str) -> Any:
         import optuna
 
-        from ..errors import require
+        from harness.errors import require
 
         require("scipy", feature="the GP sampler")
         return optuna.samplers.GPSampler(seed=worker_seed(self.seed, worker_id), n_startup_trials=self.n_startup_trials,
@@ -187,7 +187,7 @@ class Wilcoxon(PrunerPlugin):
     def build(self) -> Any:
         import optuna
 
-        from ..errors import require
+        from harness.errors import require
 
         require("scipy", feature="the Wilcoxon pruner")
         return optuna.pruners.WilcoxonPruner(p_threshold=self.p_threshold, n_startup_steps=self.n_startup_steps)

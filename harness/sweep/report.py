@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json, atomic_write_text
-from ..errors import ConfigError
-from .storage import open_storage
+from harness.errors import ConfigError
+from harness.io.atomic import atomic_write_json, atomic_write_text
+from harness.sweep.storage import open_storage
 
 log = logging.getLogger(__name__)
 

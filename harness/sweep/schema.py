@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
 
-from ..config import format_parse_error
-from ..errors import ConfigError
-from ..pipeline import Pipeline
-from ..study import ResolvedStudy, expand_runs, instantiate_plugin
-from .plugins import TPE, NoPruning, PrunerPlugin, SamplerPlugin
-from .space import Param, parse_space
+from harness.engine.config import format_parse_error
+from harness.engine.pipeline import Pipeline
+from harness.engine.study import ResolvedStudy, expand_runs, instantiate_plugin
+from harness.errors import ConfigError
+from harness.sweep.plugins import TPE, NoPruning, PrunerPlugin, SamplerPlugin
+from harness.sweep.space import Param, parse_space
 
 Direction = Literal["minimize", "maximize"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from harness.errors import ConfigError
 
 KINDS = ("float", "int", "categorical")
 _ALLOWED = {"float": {"type", "low", "high", "log", "step"}, "int": {"type", "low", "high", "log", "step"},

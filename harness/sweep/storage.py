@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MissingDependencyError, require
+from harness.errors import ConfigError, MissingDependencyError, require
 
 JOURNAL_FILENAME = "optuna.log"
 _RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite", "mariadb", "oracle", "mssql")

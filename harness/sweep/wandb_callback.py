@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import require
-from .schema import SweepSpec
+from harness.errors import require
+from harness.sweep.schema import SweepSpec
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json
-from ..errors import ConfigError
-from ..locks import FileLock
-from ..provenance import utc_now
-from .leases import WorkerLease, new_worker_id, reap_dead_trials, sweep_dir
-from .objective import TrialObjective, TrialRunFailed
-from .schema import SweepSpec
-from .space import space_signature
-from .storage import OpenedStorage, open_storage
+from harness.engine.locks import FileLock
+from harness.engine.provenance import utc_now
+from harness.errors import ConfigError
+from harness.io.atomic import atomic_write_json
+from harness.sweep.leases import WorkerLease, new_worker_id, reap_dead_trials, sweep_dir
+from harness.sweep.objective import TrialObjective, TrialRunFailed
+from harness.sweep.schema import SweepSpec
+from harness.sweep.space import space_signature
+from harness.sweep.storage import OpenedStorage, open_storage
 
 log = logging.getLogger(__name__)
 

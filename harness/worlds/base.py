@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.errors import ConfigError
+
 
 class StageProvider(Protocol):
     """What a world needs from the engine to cache its artifacts (``RunContext`` provides it)."""
@@ -51,7 +53,7 @@ class Guidance:
     """Classifier-free guidance of the teacher: the scale and the form it is written in."""
 
     scale: float = 3.0
-    form: str = "standard"  # harness.diffusion CFG forms: "standard" | "self_forcing"
+    form: str = "standard"  # harness.diffusion.conventions CFG forms: "standard" | "self_forcing"
 
 
 class Evaluator(Protocol):
@@ -70,7 +72,7 @@ class World(ABC):
 
     name: str = "world"
     # Bumped when what a subclass computes for the same config changes (data, teacher use, decoding,
-    # evaluation); enters the hash of every run and distillation it is part of (harness/versions.py).
+    # evaluation); enters the hash of every run and distillation it is part of (harness/engine/versions.py).
     version: ClassVar[int] = 1
 
     @property
@@ -116,6 +118,18 @@ class World(ABC):
     @abstractmethod
     def causal_init(self, stages: StageProvider) -> nn.Module:
         """The causal student's initialisation (a cached artifact)."""
+
+    # -- what the reference rows call (a world that cannot provide one says so when the row runs) ------
+
+    def sample_teacher(self, teacher: nn.Module, prompts: Sequence[str], seed: Any,
+                       steps: int | None = None) -> torch.Tensor:
+        """The teacher's own many-step samples [n, F, C, H, W] with the world's CFG: the teacher rows.
+        ``seed`` is an int or a per-video noise source (:func:`harness.diffusion.sampling.noise_source`)."""
+        raise ConfigError(f"the '{self.name}' world cannot sample its teacher: it has no teacher reference row")
+
+    def diffusion_forcing(self, stages: StageProvider) -> nn.Module:
+        """A many-step causal model trained with diffusion forcing (SkyReels-V2 style): its reference row."""
+        raise ConfigError(f"the '{self.name}' world has no diffusion-forcing model: drop that reference row")
 
     def freeze_text_encoder(self, model: nn.Module) -> nn.Module:
         """Mark the parameters of ``model`` that distillation leaves as they are (``requires_grad`` False) and

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.worlds.sprites.kv_cache import KVCache
+from harness.diffusion.kv_cache import KVCache
 from harness.worlds.sprites.relative_bias import RelativeBias
 
 

@@ -1,4 +1,4 @@
-"""The sprites backbone: a small block-causal DiT over video chunks (the Backbone protocol of DESIGN.md).
+"""The sprites backbone: a small block-causal DiT over video chunks (:class:`harness.diffusion.backbone.Backbone`).
 
 ``forward(x_t, t, cond, *, kv_cache=None, causal=True) -> v`` predicts the flow velocity of every
 frame of ``x_t`` [B, F, C, H, W] at per-frame timesteps ``t`` [B, F] (diffusion forcing). Each frame's
@@ -19,7 +19,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from harness.diffusion import per_frame_timesteps
+from harness.diffusion.conventions import per_frame_timesteps
+from harness.diffusion.kv_cache import KVCache
 from harness.errors import ConfigError
 from harness.worlds.sprites.attention import CrossAttention, SelfAttention, block_causal_mask
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
@@ -30,7 +31,6 @@ from harness.worlds.sprites.embeddings import (
     rotary_rotations,
     sinusoidal,
 )
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.pixel_layers import PixelHead, PixelStem
 from harness.worlds.sprites.prompt_positions import PromptPositionTerm
 from harness.worlds.sprites.relative_bias import RelativeBias, relative_index

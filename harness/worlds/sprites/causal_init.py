@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.diffusion import DEFAULT_SHIFT, DEFAULT_STEP_LIST, warp_timesteps, x0_from_v
+from harness.diffusion.conventions import DEFAULT_SHIFT, DEFAULT_STEP_LIST, warp_timesteps, x0_from_v
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.ode import sample_ode
 from harness.errors import ConfigError, TrainingDiverged
-from harness.ode import sample_ode
 from harness.worlds.base import Guidance
 from harness.worlds.sprites.backbone import SpritesDiT
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.sprites.prompts import PromptSuite, encode_batch
 from harness.worlds.sprites.teacher import (
     Progress,
@@ -41,7 +41,7 @@ from harness.worlds.sprites.teacher import (
 from harness.worlds.sprites.world_config import SpritesConfig
 
 # Version of the sprites-causal-init stage: bump it when build_causal_init builds something else for the
-# same config, so cached ones are rebuilt (the rule: harness/versions.py).
+# same config, so cached ones are rebuilt (the rule: harness/engine/versions.py).
 STAGE_VERSION = 1
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from harness.errors import CheckpointError, ConfigError
-from harness.weights import load_weights, read_meta, save_weights
+from harness.io.weights import load_weights, read_meta, save_weights
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.palette import SHAPES
 from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES, RenderedBatch, to_model
@@ -28,7 +28,7 @@ from harness.worlds.sprites.world_config import SpritesConfig
 WEIGHTS_FILE, CONFIG_FILE = "classifier.safetensors", "classifier.json"
 FORMAT = "sprites-classifier/1"
 # Version of the sprites-classifier stage: bump it when train_classifier builds something else for the
-# same config, so cached ones are rebuilt (the rule: harness/versions.py).
+# same config, so cached ones are rebuilt (the rule: harness/engine/versions.py).
 STAGE_VERSION = 1
 
 HEADS = {"color": len(COLOR_NAMES), "shape": len(SHAPES), "direction": len(DIRECTION_NAMES), "count": 2}

@@ -2,7 +2,7 @@
 
 Diffusion forcing gives every chunk its own independent noise level and trains the block-causal
 backbone with the plain flow loss, so at inference it can denoise chunk by chunk with many steps
-against the clean context in its KV cache (the shared causal sampler, harness/sampling.py). Like
+against the clean context in its KV cache (the shared causal sampler, harness/diffusion/sampling.py). Like
 SkyReels-V2, which fine-tunes a full-sequence model, it starts from the bidirectional teacher's
 weights. Noise levels are drawn uniformly (not logit-normal) so that nearly clean context chunks,
 what the model reads at inference, are seen during training.
@@ -19,7 +19,7 @@ from harness.worlds.sprites.teacher import FlowRecipe, Progress, save_model, tra
 from harness.worlds.sprites.world_config import SpritesConfig
 
 # Version of the sprites-diffusion-forcing stage: bump it when build_diffusion_forcing builds something
-# else for the same config, so cached ones are rebuilt (the rule: harness/versions.py).
+# else for the same config, so cached ones are rebuilt (the rule: harness/engine/versions.py).
 STAGE_VERSION = 1
 
 DEFAULT_DF_RECIPE = FlowRecipe(steps=300, lr=3e-4, warmup=20, timestep_sampling="uniform", train_shift=1.0,

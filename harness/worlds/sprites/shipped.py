@@ -3,7 +3,7 @@ minutes of teacher training on every new machine.
 
 A shipped checkpoint is the folder the project's own training command writes::
 
-    python -m harness.worlds.sprites.teacher --size default --out harness/worlds/sprites/weights/default_teacher
+    python -m harness.worlds.sprites.retrain_teacher --size default --out harness/worlds/sprites/weights/default_teacher
 
 and it stands in for training only when everything that determines its weights matches the request:
 its world, its DiT config and its recipe, read from its ``model.json``. Any other preset, or the default

@@ -16,14 +16,13 @@ Retrain the default teacher (17 minutes on 2 idle cores; on cores shared with ot
 OMP_WAIT_POLICY=PASSIVE, which keeps a step from slowing 2x there but took 17 to 27 minutes on idle
 ones, see world.py)::
 
-    python -m harness.worlds.sprites.teacher --size default --out DIR
+    python -m harness.worlds.sprites.retrain_teacher --size default --out DIR
 
 The project ships the weights this command wrote (shipped.py says where and when they are used).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -37,10 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.diffusion import add_noise, flow_target, shift_sigma
+from harness.diffusion.conventions import add_noise, flow_target, shift_sigma
 from harness.errors import CheckpointError, ConfigError, TrainingDiverged
-from harness.weights import load_weights, save_weights
-from harness.weights import read_meta as read_json_meta
+from harness.io.weights import load_weights, save_weights
+from harness.io.weights import read_meta as read_json_meta
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
@@ -51,7 +50,7 @@ from harness.worlds.sprites.world_config import SpritesConfig
 WEIGHTS_FILE, META_FILE = "model.safetensors", "model.json"
 FORMAT = "sprites-dit/1"
 # Version of the sprites-teacher stage: bump it when train_teacher builds something else for the
-# same config, so cached ones are rebuilt (the rule: harness/versions.py).
+# same config, so cached ones are rebuilt (the rule: harness/engine/versions.py).
 STAGE_VERSION = 1
 
 Progress = Callable[[int, int], None]
@@ -279,29 +278,3 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not isinstance(meta.get("dit"), dict):
         raise CheckpointError(f"{path}: key 'dit' missing")
     return meta
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m harness.worlds.sprites.teacher --size default --out DIR``: retrain a teacher."""
-    from harness.worlds.sprites.world import world_preset
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="default", help="world preset (smoke | default)")
-    parser.add_argument("--out", required=True, help="output folder for model.safetensors + model.json")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    preset = world_preset(args.size)
-
-    def report(step: int, total: int) -> None:
-        if step % 100 == 0 or step == total:
-            print(f"step {step}/{total}", flush=True)
-
-    metrics = train_teacher(args.out, preset.world, preset.dit, preset.teacher, progress=report)
-    print(json.dumps(metrics))
-
-
-if __name__ == "__main__":
-    main()

@@ -261,7 +261,7 @@ class SpritesWorld(World):
     def __init__(self, size: str = "default", guidance_scale: float | None = None, cfg_form: str = "standard",
                  teacher_steps: int | None = None, init_steps: int | None = None, df_steps: int | None = None,
                  sample_steps: int = 50, sample_shift: float = 5.0) -> None:
-        from harness.diffusion import cfg_form as lookup_form
+        from harness.diffusion.conventions import cfg_form as lookup_form
 
         lookup_form(cfg_form)  # unknown forms fail here, naming the choices
         preset = world_preset(size)
@@ -327,8 +327,8 @@ class SpritesWorld(World):
     def sample_teacher(self, teacher: nn.Module, prompts: Sequence[str], seed: int,
                        steps: int | None = None) -> torch.Tensor:
         """The teacher's Euler samples [n, F, C, H, W] with the world's CFG (the teacher row of a table)."""
-        from harness.ode import sample_ode
-        from harness.sampling import noise_source
+        from harness.diffusion.ode import sample_ode
+        from harness.diffusion.sampling import noise_source
 
         noise = noise_source(seed).normal(self.video_shape.tensor_shape(len(prompts)))  # int or per-video
         return sample_ode(teacher, noise, self.encode_prompts(prompts), self.null_condition(len(prompts)),

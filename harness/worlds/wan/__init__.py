@@ -10,13 +10,13 @@ that needs it raises one line saying what to install):
   ``.transformer`` is an unmodified ``diffusers.WanTransformer3DModel`` (state-dict keys
   ``transformer.*``). ``forward(x_t [B,F,16,H,W], t (scalar | [B] | [B,F], = 1000·σ), cond [B,L,text_dim],
   *, kv_cache=None, causal=True, write_cache=False, return_features=False, start_frame=None)`` returns
-  ``v = ε − x0`` [B,F,16,H,W] (x0 = x_t − σ·v, as ``harness.diffusion``), and with ``return_features``
+  ``v = ε − x0`` [B,F,16,H,W] (x0 = x_t − σ·v, as ``harness.diffusion.conventions``), and with ``return_features``
   also a list with every block's output [B, F, P, D] (P = H/2·W/2 tokens per frame, D = ``config.dim``;
   ``depth`` and ``feature_dim`` give the sizes the ASD head needs). ``causal=False`` without a cache is
   stock diffusers bitwise. ``frames_per_chunk``; ``enable_gradient_checkpointing()`` (use this one,
   not the diffusers model's: the forward refuses the latter). ``build_wan_backbone(preset, **overrides)``,
   ``count_parameters(config)``.
-* KV cache: any ``harness.worlds.sprites.kv_cache.KVCache`` (what ``harness.sampling`` creates); the
+* KV cache: any ``harness.diffusion.kv_cache.KVCache`` (what ``harness.diffusion.sampling`` creates); the
   t = 0 pass with ``write_cache=True`` appends detached post-RoPE keys/values [B, heads, tokens, head_dim];
   other passes only read. ``WanKVCache`` (``kv_cache.py``) adds ``truncate(frames)`` so a write with
   ``start_frame`` below the cached length replaces that chunk.
@@ -32,7 +32,7 @@ that needs it raises one line saying what to install):
   embedding store, teacher / causal init / critic checkpoints, ``AutoencoderKLWan`` decode, VBench),
   with a ``tiny`` preset whose unset parts are built locally for CPU tests; the pieces are
   ``prompts.py``, ``conditioning.py``, ``vae.py``, ``evaluator.py``, ``latents.py``, ``sources.py``.
-  ``WanBackbone.fsdp_units()`` gives :mod:`harness.fsdp` its per-block shard units.
+  ``WanBackbone.fsdp_units()`` gives :mod:`harness.parallel.fsdp` its per-block shard units.
 
 * Block-causal attention (``block_causal.py``): ``WanConfig.causal_attention`` / ``WanBackbone(...,
   causal_attention=)`` / ``set_causal_attention()``: ``dense`` (bool [L, L] mask), ``flex`` (BlockMask,

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from harness.worlds.sprites.kv_cache import KVCache
+from harness.diffusion.kv_cache import KVCache
 from harness.worlds.wan import deps
 from harness.worlds.wan.block_causal import BACKENDS, BlockCausal
 

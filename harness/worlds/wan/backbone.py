@@ -1,4 +1,4 @@
-"""Wan2.1 (diffusers ``WanTransformer3DModel``) behind the harness Backbone protocol.
+"""Wan2.1 (diffusers ``WanTransformer3DModel``) behind :class:`harness.diffusion.backbone.Backbone`.
 
 ``forward(x_t, t, cond, *, kv_cache=None, causal=True, write_cache=False, return_features=False)``
 takes latents [B, F, C, H, W] (the harness layout; diffusers' [B, C, F, H, W] is only used inside),
@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from harness.diffusion import NUM_TRAIN_TIMESTEPS, per_frame_timesteps
+from harness.diffusion.conventions import NUM_TRAIN_TIMESTEPS, per_frame_timesteps
+from harness.diffusion.kv_cache import KVCache
 from harness.errors import ConfigError
-from harness.worlds.sprites.kv_cache import KVCache
 from harness.worlds.wan import block_causal, deps
 from harness.worlds.wan.attention import CausalSelfAttnProcessor, PassContext, PassState
 from harness.worlds.wan.config import WanConfig
@@ -101,7 +101,7 @@ class WanBackbone(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def fsdp_units(self) -> list[nn.Module]:
-        """FSDP2 shard units below the root (:mod:`harness.fsdp`): one per transformer block."""
+        """FSDP2 shard units below the root (:mod:`harness.parallel.fsdp`): one per transformer block."""
         return list(self.transformer.blocks)
 
     # -- gradient checkpointing ----------------------------------------------------------------

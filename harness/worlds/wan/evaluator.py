@@ -92,7 +92,7 @@ class VBenchEvaluator:
 
     def write_samples(self, videos: np.ndarray, prompts: Sequence[str], folder: Path) -> None:
         """mp4 + sidecar per video; ``seed`` is the video's index among its prompt's videos (-0 .. -4)."""
-        from harness.video import SampleMeta, write_video
+        from harness.io.video import SampleMeta, write_video
 
         folder.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}

@@ -1,6 +1,6 @@
 """The harness KV cache, plus rewinding: re-writing chunk k replaces it (and what followed) in place.
 
-The Wan backbone reads and writes any :class:`harness.worlds.sprites.kv_cache.KVCache` (the one the
+The Wan backbone reads and writes any :class:`harness.diffusion.kv_cache.KVCache` (the one the
 shared sampler creates). Writing a chunk at a frame already in the cache, as Self Forcing does when it
 re-encodes a chunk, needs the cache cut back first; :class:`WanKVCache` adds :meth:`truncate` for
 that, so a rewrite overwrites and never appends.
@@ -8,8 +8,8 @@ that, so a rewrite overwrites and never appends.
 
 from __future__ import annotations
 
+from harness.diffusion.kv_cache import KVCache
 from harness.errors import ConfigError
-from harness.worlds.sprites.kv_cache import KVCache
 
 
 class WanKVCache(KVCache):

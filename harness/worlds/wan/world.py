@@ -26,7 +26,7 @@ A missing setting is one :class:`ConfigError` naming it when the part is first n
 local folder is one :class:`CheckpointError` naming the setting and the path.
 
 Precision: trained models (student, critic) hold fp32 master weights; under ``train.parallel: fsdp``
-on GPUs they compute in bf16 (:mod:`harness.fsdp`). The frozen teacher may be loaded in bf16
+on GPUs they compute in bf16 (:mod:`harness.parallel.fsdp`). The frozen teacher may be loaded in bf16
 (``teacher_dtype``) to halve its memory: 28 GiB for the 14B.
 """
 
@@ -55,7 +55,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 EVALUATORS = ("auto", "vbench", "tiny-bench")
 TEACHER_FOLDER = "transformer"
 # Version of the wan-tiny-teacher stage (tiny_teacher_artifact): bump it when it builds something else
-# for the same config, so cached ones are rebuilt (the rule: harness/versions.py).
+# for the same config, so cached ones are rebuilt (the rule: harness/engine/versions.py).
 STAGE_VERSION = 1
 
 
@@ -127,7 +127,7 @@ class WanWorld(World):
         vbench: VBenchSettings | None = None,
         seed: int = 0,
     ) -> None:
-        from harness.diffusion import cfg_form as lookup_form
+        from harness.diffusion.conventions import cfg_form as lookup_form
 
         lookup_form(cfg_form)  # unknown forms fail here, naming the choices
         self.backbone_config = WanConfig.preset(preset)
@@ -185,7 +185,7 @@ class WanWorld(World):
         """This rank's GPU under ``auto`` when CUDA is there (torchrun sets LOCAL_RANK), else the CPU."""
         if self.device_setting != "auto":
             return torch.device(self.device_setting)
-        from harness.distributed import device
+        from harness.parallel.ranks import device
 
         return device()
 
@@ -307,8 +307,8 @@ class WanWorld(World):
     def sample_teacher(self, teacher: nn.Module, prompts: list[str], seed: int,
                        steps: int | None = None) -> torch.Tensor:
         """The teacher's Euler samples [n, F, C, H, W] with the sampling CFG, ``sample_batch`` at a time."""
-        from harness.ode import sample_ode
-        from harness.sampling import noise_source
+        from harness.diffusion.ode import sample_ode
+        from harness.diffusion.sampling import noise_source
 
         noise = noise_source(seed).normal(self.video_shape.tensor_shape(len(prompts)))  # int or per-video
         device = next(teacher.parameters()).device

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from harness.diffusion import add_noise, noise_from_x0, sigma_from_timestep, x0_from_v
+from harness.diffusion.backbone import Backbone
+from harness.diffusion.conventions import add_noise, noise_from_x0, sigma_from_timestep, x0_from_v
+from harness.diffusion.kv_cache import KVCache
+from harness.diffusion.schedules import StepSchedule
 from harness.errors import ConfigError
 from harness.evaluation.cosine import X0Trace
-from harness.schedules import StepSchedule
 from harness.worlds.base import VideoShape
-from harness.worlds.sprites.kv_cache import KVCache
 
 
 class NoiseSource:
@@ -65,7 +65,7 @@ class NoiseSource:
 
     def take(self, batch: Any) -> Any:
         """This process's rows of a per-sample batch drawn at the global batch size: all of them here;
-        a data-parallel rank keeps its shard (:class:`methods.data_parallel.ShardedNoise`)."""
+        a data-parallel rank keeps its shard (:class:`harness.parallel.data_parallel.ShardedNoise`)."""
         return batch
 
     def get_state(self) -> torch.Tensor:
@@ -124,7 +124,7 @@ class Rollout:
 
 
 def predict_x0(
-    model: nn.Module,
+    model: Backbone,
     x_t: torch.Tensor,
     timestep: float | torch.Tensor,
     cond: torch.Tensor,
@@ -138,14 +138,14 @@ def predict_x0(
     return x0_from_v(x_t, v, sigma)
 
 
-def write_context(model: nn.Module, clean_chunk: torch.Tensor, cond: torch.Tensor, cache: KVCache) -> None:
+def write_context(model: Backbone, clean_chunk: torch.Tensor, cond: torch.Tensor, cache: KVCache) -> None:
     """The extra forward at t = 0 on a clean chunk that appends its keys/values to the cache (no gradient)."""
     with torch.no_grad():
         model(clean_chunk.detach(), 0.0, cond, kv_cache=cache, causal=True, write_cache=True)
 
 
 def _denoise_chunk(
-    model: nn.Module,
+    model: Backbone,
     x: torch.Tensor,
     timesteps: list[float],
     exit_index: int,
@@ -169,7 +169,7 @@ def _denoise_chunk(
 
 
 def causal_rollout(
-    model: nn.Module,
+    model: Backbone,
     cond: torch.Tensor,
     shape: VideoShape,
     schedule: StepSchedule,
@@ -222,21 +222,29 @@ def dense_schedule(steps: int, *, shift: float = 5.0) -> StepSchedule:
     return StepSchedule(tuple(1000.0 * (1 - k / steps) for k in range(steps)), None, shift, f"dense{steps}")
 
 
+@dataclass
+class Samples:
+    """Generated videos in backbone space, with their cost and, on request, the x̂0 trace."""
+
+    videos: torch.Tensor  # [B, F, C, H, W]
+    nfe: int  # network evaluations per video (steps + one cache pass per chunk)
+    schedule: str  # the schedule's label: "4", "2", "1*", ...
+    trace: X0Trace | None = None  # on request
+
+
 def sample_causal(
     world: Any,
-    generator: nn.Module,
+    generator: Backbone,
     prompts: list[str],
     schedule: StepSchedule | str | int,
     seed: int | NoiseSource,
     *,
     trace: bool = False,
     renoise: str = "sde",
-) -> Any:
-    """Videos for ``prompts`` with the shared sampler; returns :class:`methods.base.Samples`.
+) -> Samples:
+    """Videos for ``prompts`` with the shared sampler; returns :class:`Samples`.
 
     ``seed`` is an int, or a :class:`NoiseSource` whose draws are one row per prompt (per-video noise)."""
-    from methods.base import Samples
-
     schedule = as_schedule(schedule)
     shape = world.video_shape
     device = next(generator.parameters()).device

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .executors import Executor
-from .progress import StudyProgress
-from .provenance import collect, utc_now
-from .runner import BUSY, CACHED, RunJob, RunOutcome
-from .store import COMPLETE, CORRUPT, FAILED, RunStore, require_writable_folder
-from .study import ResolvedStudy
-from .versions import add_ls_flags
+from harness.engine.executors import Executor
+from harness.engine.progress import StudyProgress
+from harness.engine.provenance import collect, utc_now
+from harness.engine.runner import BUSY, CACHED, RunJob, RunOutcome
+from harness.engine.store import COMPLETE, CORRUPT, FAILED, RunStore, require_writable_folder
+from harness.engine.study import ResolvedStudy
+from harness.engine.versions import add_ls_flags
 
 DEFAULT_RUNS_DIR = "runs"
 STAGE_CACHE_DIRNAME = ".stages"
@@ -128,8 +128,8 @@ def _await_elsewhere(store: RunStore, job: RunJob) -> RunOutcome:
 
 def make_executor(study: ResolvedStudy, workers: int | None) -> Executor:
     """The study's executor, or a local pool when ``--workers N`` (N > 1) is given."""
-    from .executors import InProcessExecutor, ProcessPoolExecutor
-    from .study import instantiate_plugin
+    from harness.engine.executors import InProcessExecutor, ProcessPoolExecutor
+    from harness.engine.study import instantiate_plugin
 
     if workers is not None:
         return ProcessPoolExecutor(workers=workers) if workers > 1 else InProcessExecutor()
@@ -166,5 +166,5 @@ def ls_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
                 "headline": f"{headline}={metric:.4g}" if isinstance(metric, (int, float)) else "-",
                 "reason": status.get("reason"),
             })
-        add_ls_flags(rows[first:], sdir)  # outdated versions, another commit (harness/versions.py)
+        add_ls_flags(rows[first:], sdir)  # outdated versions, another commit (harness/engine/versions.py)
     return rows

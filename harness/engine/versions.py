@@ -2,7 +2,7 @@
 
 A run's hash and a stage's key are built from its config; a config does not change when the code
 behind it does. So every plugin class carries a ``version`` (``ClassVar[int]``, 1 on the bases
-:class:`~harness.pipeline.Pipeline`, :class:`~harness.worlds.base.World` and
+:class:`~harness.engine.pipeline.Pipeline`, :class:`~harness.worlds.base.World` and
 :class:`~methods.base.Method`), and every stage whose builder is not a plugin class passes its
 module's ``STAGE_VERSION`` to ``ctx.stage(..., version=STAGE_VERSION)``. The versions of every class a
 run's config names enter its hash (and its ``config.yaml``); those of the classes a stage's config
@@ -15,7 +15,7 @@ The rule, for whoever changes the code:
     not in the config, data, the files it writes. Never for refactors, logging, messages or speed
     that leave results bit-identical. Bump every version whose output the change alters: the class
     that owns the changed code; for a base class (``methods.distill.DistillationMethod``, ``Method``,
-    ``World``) or shared code its subclasses call (``methods/trainer.py``, ``harness/sampling.py``),
+    ``World``) or shared code its subclasses call (``methods/trainer.py``, ``harness/diffusion/sampling.py``),
     that base's own ``version`` (declare one on it, at 2, if it has none), which re-keys every
     subclass; for code a world's stages share (the sprites renderer), each ``STAGE_VERSION`` it
     reaches and the world's ``version``.
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import iter_class_paths
-from .errors import ConfigError
+from harness.engine.config import iter_class_paths
+from harness.errors import ConfigError
 
 VERSION_ATTR = "version"
 DEFAULT_VERSION = 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 TRACKED_PACKAGES = ("causal-video-harness", "torch", "numpy", "jsonargparse", "optuna", "wandb", "pandas")
 
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def utc_now() -> str:

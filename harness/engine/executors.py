@@ -3,7 +3,7 @@ a cluster backend (Ray, SLURM) implements the same two methods.
 
 Every backend executes a job with :func:`execute_job`: a run whose resources ask for several GPUs
 (``resources: {gpus: N}`` in the pipeline's ``init_args``) is launched as
-``python -m torch.distributed.run --nproc_per_node=N --standalone -m harness.runner JOB OUTCOME``, one
+``python -m torch.distributed.run --nproc_per_node=N --standalone -m harness.engine.runner JOB OUTCOME``, one
 process per GPU (gloo on CPUs); rank 0 writes the run folder and sends progress and pruning questions
 back here, where the tracker of the sweep and the Optuna trial live.
 """
@@ -25,21 +25,26 @@ from concurrent.futures import wait as _wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import distributed
-from .errors import ConfigError
-from .store import FAILED
+from harness.engine.store import FAILED
+from harness.errors import ConfigError
+from harness.parallel import ranks
 
 if TYPE_CHECKING:
-    from .pipeline import Reporter
-    from .runner import RunJob, RunOutcome
+    from harness.engine.pipeline import Reporter
+    from harness.engine.runner import RunJob, RunOutcome
 
 ProgressSink = Callable[[dict[str, Any]], None]
 
 
+def run_resources(job: RunJob, cpus: float, gpus: float) -> tuple[float, float]:
+    """The CPUs and GPUs one run asks for: the executor's defaults or the run's own ``resources``."""
+    init_args = job.spec.config.get("pipeline", {}).get("init_args") or {}
+    res = init_args.get("resources") if isinstance(init_args.get("resources"), dict) else {}
+    return float(res.get("cpus", cpus)), float(res.get("gpus", gpus))
+
+
 def ranks_for(job: RunJob) -> int:
     """Processes a run needs: one per GPU when its resources ask for more than one, else one."""
-    from .cluster import run_resources
-
     _, gpus = run_resources(job, 0.0, 0.0)
     if gpus <= 1:
         return 1
@@ -51,16 +56,16 @@ def ranks_for(job: RunJob) -> int:
 def execute_job(job: RunJob, progress: ProgressSink | None = None,
                 reporter: Reporter | None = None) -> RunOutcome:
     """Execute one run here, or under torchrun when it asks for several GPUs (and this is no rank yet)."""
-    from .runner import execute_run
+    from harness.engine.runner import execute_run
 
     nproc = ranks_for(job)
-    if nproc > 1 and distributed.world_size() == 1:
+    if nproc > 1 and ranks.world_size() == 1:
         return run_under_torchrun(job, nproc, progress, reporter)
     return execute_run(job, progress, reporter)
 
 
 def torchrun_job_command(nproc: int, job_file: Path, outcome_file: Path) -> list[str]:
-    return distributed.torchrun_command(nproc, "-m", "harness.runner", str(job_file), str(outcome_file))
+    return ranks.torchrun_command(nproc, "-m", "harness.engine.runner", str(job_file), str(outcome_file))
 
 
 def run_under_torchrun(job: RunJob, nproc: int, progress: ProgressSink | None = None,
@@ -74,7 +79,7 @@ def run_under_torchrun(job: RunJob, nproc: int, progress: ProgressSink | None = 
     with tempfile.TemporaryDirectory(prefix="harness-torchrun-") as tmp:
         job_file, outcome_file, log_file = Path(tmp) / "job.pkl", Path(tmp) / "outcome.pkl", Path(tmp) / "out.log"
         job_file.write_bytes(pickle.dumps(job))
-        channel = distributed.LauncherChannel(progress, reporter)
+        channel = ranks.LauncherChannel(progress, reporter)
         try:
             with open(log_file, "wb") as log:
                 code = subprocess.run(torchrun_job_command(nproc, job_file, outcome_file),
@@ -94,7 +99,7 @@ def run_under_torchrun(job: RunJob, nproc: int, progress: ProgressSink | None = 
 
 
 def _first_failure(folder: Path) -> dict[str, Any] | None:
-    """The earliest failure a rank recorded (see :func:`harness.runner.rank_main`), if any."""
+    """The earliest failure a rank recorded (see :func:`harness.engine.runner.rank_main`), if any."""
     import json
 
     records = [json.loads(p.read_text()) for p in folder.glob("outcome.pkl.rank*.json")]
@@ -114,10 +119,10 @@ def _last_error(output: str) -> str:
 def _record_failure(job: RunJob, reason: str, output: str) -> RunOutcome:
     """Record the root cause of a failed launch in the run folder (rank 0 saw only a consequence, or
     was stopped before it could write anything)."""
-    from .atomic import atomic_write_text
-    from .provenance import utc_now
-    from .runner import RunOutcome
-    from .store import COMPLETE, RunStore
+    from harness.engine.provenance import utc_now
+    from harness.engine.runner import RunOutcome
+    from harness.engine.store import COMPLETE, RunStore
+    from harness.io.atomic import atomic_write_text
 
     run_dir = RunStore(job.runs_root, job.spec.study).run(job.spec.short)
     lock = run_dir.lock()

@@ -21,11 +21,11 @@ Self Forcing's size-based FSDP1 policy, under which the whole 1.3B transformer i
   distribute full tensors like the live sharded ones. Plain tensors pass through both untouched, so
   the training loop calls them unconditionally and a run resumes on any number of ranks.
 
-:class:`FullyShardedRanks` is the ``fsdp`` strategy of :func:`methods.data_parallel.ranks`
-(``train: {parallel: fsdp}``): the loop's :class:`~methods.data_parallel.DataParallel` with sharding
+:class:`FullyShardedRanks` is the ``fsdp`` strategy of :func:`harness.parallel.strategies.training_ranks`
+(``train: {parallel: fsdp}``): the loop's :class:`~harness.parallel.data_parallel.DataParallel` with sharding
 in ``prepare`` and a gathered plain copy of the generator in ``export``. A run gets ranks by asking
 for ``resources: {gpus: N}``: every executor then launches it as ``python -m torch.distributed.run
---nproc_per_node=N --standalone -m harness.runner JOB OUTCOME`` (:mod:`harness.executors`).
+--nproc_per_node=N --standalone -m harness.engine.runner JOB OUTCOME`` (:mod:`harness.executors`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods.data_parallel import DataParallel
+from harness.parallel.data_parallel import DataParallel
 
 PRECISIONS = ("auto", "bf16", "fp32")
 

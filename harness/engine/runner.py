@@ -4,7 +4,7 @@ Under torchrun every rank calls :func:`execute_run` on the same job. Rank 0 live
 tells the others whether there is anything to do; they run the same pipeline (its collectives need
 them) in a :class:`FollowerContext` that reads rank 0's run folder and writes only to a scratch folder,
 with no tracker, and act on rank 0's answer whenever the pipeline reports to a sweep's pruner.
-``python -m harness.runner JOB OUTCOME`` is what each rank runs (see :mod:`harness.executors`).
+``python -m harness.engine.runner JOB OUTCOME`` is what each rank runs (see :mod:`harness.executors`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import distributed
-from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .checkpoints import CheckpointStore
-from .errors import DiskFullError, HarnessError, TrainingDiverged
-from .pipeline import Pipeline, Reporter, RunContext, RunPruned
-from .provenance import collect, utc_now
-from .stages import StageCache
-from .store import COMPLETE, FAILED, HEARTBEAT_INTERVAL_S, RUNNING, RunDir, RunStore
-from .study import RunSpec, instantiate_plugin
-from .tracking import GuardedTracker, NullTracker, RunInfo, Tracker, scrub_secrets
+from harness.engine.checkpoints import CheckpointStore
+from harness.engine.pipeline import Pipeline, Reporter, RunContext, RunPruned
+from harness.engine.plugins import instantiate_plugin
+from harness.engine.provenance import collect, utc_now
+from harness.engine.rank_stages import RankStageCache
+from harness.engine.run_spec import RunSpec
+from harness.engine.stages import StageCache
+from harness.engine.store import COMPLETE, FAILED, HEARTBEAT_INTERVAL_S, RUNNING, RunDir, RunStore
+from harness.errors import DiskFullError, HarnessError, TrainingDiverged
+from harness.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from harness.parallel import ranks
+from harness.tracking import GuardedTracker, NullTracker, RunInfo, Tracker, scrub_secrets
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ def execute_run(job: RunJob, progress: ProgressSink | None = None, reporter: Rep
     ``reporter`` is a sweep's pruning hook, handed to the pipeline as ``ctx.report``. Under torchrun,
     ranks other than 0 follow rank 0 (see the module docstring).
     """
-    if not distributed.is_rank_zero():
+    if not ranks.is_rank_zero():
         return _follow(job)
     spec = job.spec
     run_dir = RunStore(job.runs_root, spec.study).run(spec.short)
@@ -188,7 +190,7 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
         ctx = RunContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"], run_dir=run_dir,
                          stages=_stage_cache(job), tracker=tracker,
                          progress_sink=lambda ev: monitor.event({"run": spec.short, **ev}),
-                         reporter=_shared_decision(reporter) if distributed.is_distributed() else reporter)
+                         reporter=_shared_decision(reporter) if ranks.is_distributed() else reporter)
         resumed_from = ctx.checkpoints.newest_valid_step()
         if resumed_from is not None:
             run_dir.truncate_metrics_after(resumed_from)
@@ -292,7 +294,7 @@ def _disk_full_message(err: OSError, run_folder: Path, run: str, marked: bool) -
 
 def _stage_cache(job: RunJob) -> StageCache:
     """A forced run rebuilds the partial build folders of the stages it asks for (never a complete stage)."""
-    cls = distributed.RankStageCache if distributed.is_distributed() else StageCache
+    cls = RankStageCache if ranks.is_distributed() else StageCache
     return cls(job.cache_root, rebuild_partial=job.force)
 
 
@@ -301,8 +303,8 @@ def _stage_cache(job: RunJob) -> StageCache:
 
 def _tell_followers(go: bool) -> None:
     """Rank 0 says whether the run executes (the others must then run the pipeline with it)."""
-    if distributed.is_distributed():
-        distributed.broadcast_object(go)
+    if ranks.is_distributed():
+        ranks.broadcast_object(go)
 
 
 def _shared_decision(reporter: Reporter | None) -> Reporter:
@@ -310,7 +312,7 @@ def _shared_decision(reporter: Reporter | None) -> Reporter:
 
     def report(value: float, step: int) -> bool:
         decision = bool(reporter(value, step)) if reporter is not None else False
-        return bool(distributed.broadcast_object(decision))
+        return bool(ranks.broadcast_object(decision))
 
     return report
 
@@ -355,15 +357,15 @@ class FollowerContext(RunContext):
 def _follow(job: RunJob) -> RunOutcome:
     """A rank other than 0: run the pipeline alongside rank 0 when it runs, keeping nothing."""
     spec = job.spec
-    if not distributed.broadcast_object(None):
+    if not ranks.broadcast_object(None):
         return RunOutcome(spec.hash, spec.name, CACHED)
     t0 = time.time()
     pipeline: Pipeline = instantiate_plugin(spec.config["pipeline"], Pipeline, f"run {spec.name}", "pipeline")
     run_dir = RunStore(job.runs_root, spec.study).run(spec.short)
-    with tempfile.TemporaryDirectory(prefix=f"harness-rank{distributed.rank()}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"harness-rank{ranks.rank()}-") as scratch:
         ctx = FollowerContext(seed=spec.seed, labels=dict(spec.labels), config=spec.config["pipeline"],
                               run_dir=run_dir, stages=_stage_cache(job), tracker=NullTracker(),
-                              reporter=lambda value, step: bool(distributed.broadcast_object(None)),
+                              reporter=lambda value, step: bool(ranks.broadcast_object(None)),
                               scratch=Path(scratch))
         metrics = _json_metrics(pipeline.run(ctx), spec.name)
     return RunOutcome(spec.hash, spec.name, COMPLETE, time.time() - t0, metrics=metrics)
@@ -377,8 +379,8 @@ def rank_main(job_file: str, outcome_file: str) -> int:
     Rank 0 exits non-zero when the run failed, so torchrun stops ranks still waiting in a collective.
     """
     job: RunJob = pickle.loads(Path(job_file).read_bytes())
-    with distributed.process_group():
-        link = distributed.LauncherLink.from_env() if distributed.is_rank_zero() else None
+    with ranks.process_group():
+        link = ranks.LauncherLink.from_env() if ranks.is_rank_zero() else None
         try:
             progress = link.progress if link is not None else None
             reporter = link.report if link is not None and link.reports else None
@@ -391,7 +393,7 @@ def rank_main(job_file: str, outcome_file: str) -> int:
         finally:
             if link is not None:
                 link.close()
-        if distributed.is_rank_zero():
+        if ranks.is_rank_zero():
             if outcome.state == FAILED:
                 _write_rank_failure(outcome_file, outcome.reason or "failed")
             atomic_write_bytes(outcome_file, pickle.dumps(outcome))
@@ -399,8 +401,8 @@ def rank_main(job_file: str, outcome_file: str) -> int:
 
 
 def _write_rank_failure(outcome_file: str, reason: str) -> None:
-    atomic_write_json(f"{outcome_file}.rank{distributed.rank()}.json",
-                      {"rank": distributed.rank(), "time": time.time(), "reason": reason})
+    atomic_write_json(f"{outcome_file}.rank{ranks.rank()}.json",
+                      {"rank": ranks.rank(), "time": time.time(), "reason": reason})
 
 
 def _make_tracker(job: RunJob) -> Tracker:
@@ -412,6 +414,6 @@ def _make_tracker(job: RunJob) -> Tracker:
 
 
 if __name__ == "__main__":
-    from harness.runner import rank_main as _rank_main  # the importable module, not this __main__ copy
+    from harness.engine.runner import rank_main as _rank_main  # the importable module, not this __main__ copy
 
     sys.exit(_rank_main(*sys.argv[1:3]))

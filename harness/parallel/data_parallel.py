@@ -23,21 +23,21 @@ in the same order, keeping only its own rows (:class:`ShardedNoise`). Draws shar
 W ranks equals one process's step on the full batch up to the order of floating-point sums.
 
 That is the ``ddp`` strategy of :func:`ranks`. Models too large to replicate use ``fsdp``
-(:class:`harness.fsdp.FullyShardedRanks`): the same batch sharding and logging, with every model
+(:class:`harness.parallel.fsdp.FullyShardedRanks`): the same batch sharding and logging, with every model
 sharded by FSDP2 in ``prepare`` and gathered back into a plain copy by ``export``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from harness import distributed
+from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
-from harness.sampling import NoiseSource
+from harness.parallel.ranks import is_rank_zero, shard
 
 
 class ShardedNoise(NoiseSource):
@@ -137,7 +137,7 @@ class DataParallel(Replicated):
         import torch.distributed as dist
 
         self.dist, self.world = dist, dist.get_world_size()
-        self.writer = distributed.is_rank_zero()
+        self.writer = is_rank_zero()
         nccl = dist.get_backend() == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
 
@@ -147,7 +147,7 @@ class DataParallel(Replicated):
                 f"train.batch_size {batch_size} does not split evenly over {self.world} ranks; "
                 f"use a multiple of {self.world}"
             )
-        return ShardedNoise(noise.generator, batch_size, distributed.shard(batch_size))
+        return ShardedNoise(noise.generator, batch_size, shard(batch_size))
 
     @torch.no_grad()
     def sync_weights(self, *modules: nn.Module) -> None:
@@ -188,19 +188,3 @@ class DataParallel(Replicated):
         self.dist.all_reduce(flat)
         return dict(zip(values, (flat / self.world).tolist()))
 
-
-def _fully_sharded() -> Ranks:
-    from harness.fsdp import FullyShardedRanks
-
-    return FullyShardedRanks()
-
-
-STRATEGIES: dict[str, Callable[[], Ranks]] = {"ddp": DataParallel, "fsdp": _fully_sharded}
-
-
-def ranks(strategy: str = "ddp") -> Ranks:
-    """The process group this process trains in: ``strategy`` (a key of :data:`STRATEGIES`) under
-    torchrun, else a world of one."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"parallel strategy '{strategy}' is unknown; choose one of {sorted(STRATEGIES)}")
-    return STRATEGIES[strategy]() if distributed.is_distributed() else SingleProcess()

@@ -2,7 +2,7 @@
 
 Each run folder holds ``config.yaml`` (the resolved run config), ``status.json`` (state, reason,
 heartbeat, stage), ``metrics.jsonl``, ``result.json``, ``provenance.json``, ``checkpoints/`` and
-``samples/``. Every whole-file write is atomic (see :mod:`harness.atomic`).
+``samples/``. Every whole-file write is atomic (see :mod:`harness.io.atomic`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,16 @@ from typing import Any
 
 import yaml
 
-from .atomic import append_line, atomic_write_json, atomic_write_yaml, read_jsonl, truncate_jsonl_after
-from .errors import ConfigError, CorruptFileError
-from .locks import FileLock
-from .provenance import utc_now
+from harness.engine.locks import FileLock
+from harness.engine.provenance import utc_now
+from harness.errors import ConfigError, CorruptFileError
+from harness.io.atomic import (
+    append_line,
+    atomic_write_json,
+    atomic_write_yaml,
+    read_jsonl,
+    truncate_jsonl_after,
+)
 
 log = logging.getLogger(__name__)
 

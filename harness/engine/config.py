@@ -10,14 +10,14 @@ import difflib
 import importlib
 import inspect
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from harness.errors import ConfigError
 
 # Plugins may come from the project's own packages, plus modules a study lists in ``allow_modules``.
 PROJECT_PACKAGES = ("harness", "methods", "reports")
@@ -182,7 +182,7 @@ def check_class_path(class_path: Any, allowed: tuple[str, ...], where: str) -> N
 
     The module part must lie in an allowed package before it is imported, so naming a module never
     runs code from outside them; then the object must be a class whose ``__module__`` is inside an
-    allowed package too, which closes attribute chains such as ``harness.atomic.os.system``.
+    allowed package too, which closes attribute chains such as ``harness.io.atomic.os.system``.
     ``where`` is the message prefix naming the key.
     """
     if not isinstance(class_path, str) or not _DOTTED.fullmatch(class_path):
@@ -215,7 +215,8 @@ def check_allowlist(raw: Mapping[str, Any], allow_modules: list[str] | tuple[str
 # ---------------------------------------------------------------------------------------------
 # jsonargparse errors → one line
 # ---------------------------------------------------------------------------------------------
-def format_parse_error(message: str, raw: Mapping[str, Any] | None = None, prefix: str = "") -> str:
+def format_parse_error(message: str, raw: Mapping[str, Any] | None = None, prefix: str = "",
+                       top_level: Sequence[str] = ()) -> str:
     """Turn jsonargparse's nested, multi-line message into ``key.path: reason``."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     keys: list[str] = [prefix] if prefix else []
@@ -230,7 +231,7 @@ def format_parse_error(message: str, raw: Mapping[str, Any] | None = None, prefi
     if m:
         bad = m.group(1)
         reason = f"unknown key '{bad}'"
-        hint = _did_you_mean(bad, ".".join(k for k in keys if k), raw)
+        hint = _did_you_mean(bad, ".".join(k for k in keys if k), raw, top_level)
         if hint:
             reason += f" (did you mean '{hint}'?)"
     elif m := re.match(r"Group '([^']+)' does not accept nested key '([^']+)'", reason):
@@ -243,8 +244,8 @@ def format_parse_error(message: str, raw: Mapping[str, Any] | None = None, prefi
     return f"key '{path}': {reason}" if path else reason
 
 
-def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None) -> str | None:
-    """Suggest a close accepted name: init args of the plugin at ``key_path``, or top-level keys."""
+def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None, top_level: Sequence[str]) -> str | None:
+    """Suggest a close accepted name: init args of the plugin at ``key_path``, or ``top_level`` keys."""
     candidates: list[str] = []
     if raw is not None and key_path.endswith("init_args"):
         node: Any = raw
@@ -259,9 +260,7 @@ def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None) -> str
             except (ImportError, AttributeError, TypeError, ValueError):
                 candidates = []
     elif not key_path:
-        from .study import Study
-
-        candidates = [p for p in inspect.signature(Study).parameters]
+        candidates = list(top_level)
     match = difflib.get_close_matches(bad, candidates, n=1, cutoff=0.6)
     return match[0] if match else None
 

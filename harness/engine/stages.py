@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json
-from .errors import CheckpointError
-from .identity import canonical_json, config_hash, short_hash
-from .locks import FileLock
-from .provenance import collect, utc_now
-from .versions import stage_versions
+from harness.engine.identity import canonical_json, config_hash, short_hash
+from harness.engine.locks import FileLock
+from harness.engine.provenance import collect, utc_now
+from harness.engine.versions import stage_versions
+from harness.errors import CheckpointError
+from harness.io.atomic import atomic_write_json
 
 MANIFEST = "stage.json"
 
@@ -43,7 +43,7 @@ class Artifact:
 def stage_key(name: str, config: Mapping[str, Any], inputs: Iterable[Artifact | str] = (),
               version: int = 1) -> str:
     """Hash of the stage name, its config, the keys of the artifacts it was built from, and the code
-    versions (:func:`harness.versions.stage_versions`: the builder's ``version`` and those of the
+    versions (:func:`harness.engine.versions.stage_versions`: the builder's ``version`` and those of the
     classes its config names). Versions all at their default add nothing, so a stage without plugin
     classes at version 1 keeps the key it had before versions existed."""
     input_keys = [i.key if isinstance(i, Artifact) else str(i) for i in inputs]
@@ -87,7 +87,7 @@ class StageCache:
     ) -> Artifact:
         """Return the artifact, building it with ``build(tmp_folder)`` if it does not exist yet.
 
-        ``version``: the builder's ``STAGE_VERSION`` (see :mod:`harness.versions`)."""
+        ``version``: the builder's ``STAGE_VERSION`` (see :mod:`harness.engine.versions`)."""
         inputs = list(inputs)
         key = stage_key(name, config, inputs, version)
         final = self.path_for(name, key)

@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_bytes
-from .errors import CheckpointError
+from harness.errors import CheckpointError
+from harness.io.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -15,22 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import require
-from .executors import Executor, ProgressSink
+from harness.engine.executors import Executor, ProgressSink, run_resources
+from harness.errors import require
 
 if TYPE_CHECKING:
-    from .runner import RunJob, RunOutcome
-
-
-def run_resources(job: RunJob, cpus: float, gpus: float) -> tuple[float, float]:
-    """The CPUs and GPUs one run asks for: the executor's defaults or the run's own ``resources``."""
-    init_args = job.spec.config.get("pipeline", {}).get("init_args") or {}
-    res = init_args.get("resources") if isinstance(init_args.get("resources"), dict) else {}
-    return float(res.get("cpus", cpus)), float(res.get("gpus", gpus))
+    from harness.engine.runner import RunJob, RunOutcome
 
 
 def _execute(job: RunJob) -> RunOutcome:
-    from .executors import execute_job
+    from harness.engine.executors import execute_job
 
     return execute_job(job)  # under torchrun when the run asks for several GPUs
 

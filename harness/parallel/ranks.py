@@ -4,9 +4,7 @@ torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MA
 them a process is rank 0 of a world of 1, so the same code runs alone or under DDP. Rank 0 alone
 writes results and talks to Optuna and W&B: guard those calls with :func:`is_rank_zero`.
 
-Besides the rank helpers: the stage cache as a rank sees it (:class:`RankStageCache`, with
-:func:`every_rank` for builds that hold collectives), and the link between rank 0 and the process that
-launched torchrun (:class:`LauncherChannel` / :class:`LauncherLink`), through which rank 0 forwards
+Besides the rank helpers: the link between rank 0 and the process that launched torchrun (:class:`LauncherChannel` / :class:`LauncherLink`), through which rank 0 forwards
 progress and asks a sweep's pruner, since only the launching process holds the Optuna trial.
 """
 
@@ -19,8 +17,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from .stages import Artifact, StageCache
 
 
 def rank() -> int:
@@ -122,78 +118,6 @@ def torchrun_command(nproc: int, *program: str, standalone: bool = True) -> list
     if standalone:
         cmd.append("--standalone")
     return [*cmd, *program]
-
-
-# -- the stage cache under torchrun ---------------------------------------------------------------
-
-
-class EveryRank:
-    """A stage build every rank must run because it holds collectives (data-parallel training)."""
-
-    def __init__(self, build: Callable[[Path], Any]) -> None:
-        self.build = build
-
-    def __call__(self, folder: Path) -> Any:
-        return self.build(folder)
-
-
-def every_rank(build: Callable[[Path], Any]) -> EveryRank:
-    """Mark a stage build as collective; outside torchrun it is the build itself."""
-    return EveryRank(build)
-
-
-class RankStageCache(StageCache):
-    """The stage cache one rank of a torchrun group sees; rank 0 alone writes artifacts.
-
-    A plain build runs on rank 0 alone, under the usual lock; the other ranks wait for its manifest
-    (polling the folder, so a long build hits no collective timeout). An :func:`every_rank` build runs
-    on every rank in rank 0's build folder — rank 0 holds the lock, tells the others the folder, and
-    publishes the artifact once every rank has finished. If rank 0 fails, torchrun stops the others.
-    """
-
-    poll_s = 0.5
-
-    def get(self, name: str, config: Any, build: Callable[[Path], Any], inputs: Iterable[Artifact | str] = (),
-            *, on_wait: Callable[[], None] | None = None, version: int = 1) -> Artifact:
-        inputs = list(inputs)
-        if isinstance(build, EveryRank):
-            return self._collective(name, config, build, inputs, on_wait, version)
-        if is_rank_zero():
-            return super().get(name, config, build, inputs, on_wait=on_wait, version=version)
-        return self._published(name, config, inputs, version, wait=True)
-
-    def _collective(self, name: str, config: Any, build: EveryRank, inputs: list, on_wait: Any,
-                    version: int) -> Artifact:
-        if not is_rank_zero():
-            folder = broadcast_object(None)
-            if folder is not None:
-                build(Path(folder))
-                barrier()  # done writing into the build folder
-                barrier()  # rank 0 has published the artifact
-            return self._published(name, config, inputs, version, wait=False)
-        started: list[Path] = []
-
-        def lead(folder: Path) -> None:
-            broadcast_object(str(folder))
-            started.append(folder)
-            build(folder)
-            barrier()
-
-        artifact = super().get(name, config, lead, inputs, on_wait=on_wait, version=version)
-        if started:
-            barrier()
-        else:  # built before: nothing for the other ranks to do
-            broadcast_object(None)
-        return artifact
-
-    def _published(self, name: str, config: Any, inputs: list, version: int, *, wait: bool) -> Artifact:
-        while True:
-            found = self.lookup(name, config, inputs, version)
-            if found is not None:
-                return found
-            if not wait:
-                raise RuntimeError(f"stage '{name}' was not published by rank 0")
-            time.sleep(self.poll_s)
 
 
 # -- rank 0 ↔ the launching process -----------------------------------------------------------------

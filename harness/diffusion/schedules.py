@@ -22,7 +22,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.diffusion import DEFAULT_SHIFT, DEFAULT_STEP_LIST, NUM_TRAIN_TIMESTEPS, warp_timesteps
+from harness.diffusion.conventions import (
+    DEFAULT_SHIFT,
+    DEFAULT_STEP_LIST,
+    NUM_TRAIN_TIMESTEPS,
+    warp_timesteps,
+)
 from harness.errors import ConfigError
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .checkpoints import CheckpointStore
-from .errors import TrainingDiverged
-from .stages import Artifact, StageCache
-from .store import RunDir
-from .tracking import Tracker
+from harness.engine.checkpoints import CheckpointStore
+from harness.engine.stages import Artifact, StageCache
+from harness.engine.store import RunDir
+from harness.errors import TrainingDiverged
+from harness.tracking import Tracker
 
 ProgressSink = Callable[[dict[str, Any]], None]
 Reporter = Callable[[float, int], bool]  # (value, step) -> should the run stop now?
@@ -42,7 +42,7 @@ class Pipeline(ABC):
 
     headline: str | None = None
     # Bumped when what a subclass computes for the same config changes; enters every run's hash
-    # (the rule: harness/versions.py).
+    # (the rule: harness/engine/versions.py).
     version: ClassVar[int] = 1
     # Names of the metrics ``run`` returns, when they are known before running: sweeps check their
     # objectives against them so a typo fails before any trial. None means "not declared".
@@ -89,7 +89,7 @@ class RunContext:
         """A cached artifact shared across runs and studies (see :class:`StageCache`).
 
         ``version``: the builder's ``STAGE_VERSION``, bumped when what it builds changes; the versions
-        of the classes ``config`` names enter the key too (the rule: :mod:`harness.versions`)."""
+        of the classes ``config`` names enter the key too (the rule: :mod:`harness.engine.versions`)."""
         self.progress(stage=f"{name} (cache)")
         artifact = self.stages.get(name, config, build, inputs, version=version,
                                    on_wait=lambda: self.progress(stage=f"{name} (waiting for another run)"))

@@ -12,23 +12,25 @@ The list form lets a table hold both full crossings and one-off rows::
 
 from __future__ import annotations
 
-import copy
 import functools
+import inspect
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentError, ArgumentParser, lazy_instance
+from jsonargparse import ArgumentParser, lazy_instance
 
-from .config import LoadedStudy, check_allowlist, deep_merge, format_parse_error, load_raw_study
-from .errors import ConfigError
-from .executors import Executor, InProcessExecutor
-from .identity import config_hash, short_hash
-from .pipeline import Pipeline
-from .tracking import NullTracker, Tracker
-from .versions import code_versions
+from harness.engine.config import LoadedStudy, check_allowlist, deep_merge, load_raw_study
+from harness.engine.executors import Executor, InProcessExecutor
+from harness.engine.identity import config_hash
+from harness.engine.pipeline import Pipeline
+from harness.engine.plugins import instantiate_plugin, parse_config
+from harness.engine.run_spec import RunSpec
+from harness.engine.versions import code_versions
+from harness.errors import ConfigError
+from harness.tracking import NullTracker, Tracker
 
 Grid = list[dict[str, dict[str, dict[str, Any]]]]
 # Display keys: a grid level's ``label`` and a method node's ``display_name`` name a row in reports, logs and
@@ -102,35 +104,7 @@ class Study:
         self.sweep = sweep
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One run, fully resolved: what the engine hashes, stores and executes."""
-
-    study: str
-    labels: dict[str, str]
-    seed: int
-    config: dict[str, Any]  # {"pipeline": {...resolved...}, "seed": int, "versions": {class_path: int}}
-    hash: str
-    allow_modules: tuple[str, ...] = ()
-
-    @property
-    def short(self) -> str:
-        return short_hash(self.hash)
-
-    @property
-    def name(self) -> str:
-        return "/".join([*self.labels.values(), f"seed={self.seed}"])
-
-    @property
-    def job_type(self) -> str:
-        """The row's variant (``dmd``, ``self_forcing_1step``), for grouping in trackers; without a variant
-        axis, the pipeline's method plugin (its class would call the ``dmd`` row, ASD at α = 0, ``asd``)."""
-        if self.labels.get("variant"):
-            return str(self.labels["variant"])
-        pipe = self.config["pipeline"]
-        method = (pipe.get("init_args") or {}).get("method")
-        class_path = method.get("class_path") if isinstance(method, Mapping) else pipe.get("class_path")
-        return str(class_path).rsplit(".", 1)[-1].lower()
+STUDY_KEYS = tuple(inspect.signature(Study).parameters)  # for 'did you mean' on a misspelt top-level key
 
 
 @dataclass
@@ -162,16 +136,9 @@ def _pipeline_parser() -> ArgumentParser:
     return parser
 
 
-def _parse(parser: ArgumentParser, raw: Mapping[str, Any], source: str, prefix: str = ""):
-    try:
-        return parser.parse_object(copy.deepcopy(dict(raw)))  # jsonargparse may rewrite nested values in place
-    except ArgumentError as exc:
-        raise ConfigError(f"{source}: {format_parse_error(str(exc), raw, prefix)}") from None
-
-
 def resolve_pipeline(raw_pipeline: Mapping[str, Any], source: str, where: str = "pipeline") -> dict[str, Any]:
     """Validate one pipeline config and fill in every default."""
-    cfg = _parse(_pipeline_parser(), {"pipeline": raw_pipeline}, source)
+    cfg = parse_config(_pipeline_parser(), {"pipeline": raw_pipeline}, source)
     return cfg.as_dict()["pipeline"]
 
 
@@ -274,7 +241,7 @@ def expand_grid(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: l
             resolved = resolve_pipeline(merged, source, where)
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(f"{source}: ", f"{source}: {where}: ", 1)) from None
-        versions = code_versions(resolved)  # a plugin's version bump re-keys its runs (harness/versions.py)
+        versions = code_versions(resolved)  # a plugin's version bump re-keys its runs (harness/engine/versions.py)
         for seed in seeds:
             config = {"pipeline": resolved, "seed": int(seed), "versions": versions}
             full = config_hash(config)
@@ -293,7 +260,7 @@ def _row_name(labels: Mapping[str, str]) -> str:
 def resolve_study(loaded: LoadedStudy) -> ResolvedStudy:
     """Parse and type-check a loaded study and expand it into runs (nothing is instantiated)."""
     source = str(loaded.path)
-    cfg = _parse(_study_parser(), loaded.raw, source)
+    cfg = parse_config(_study_parser(), loaded.raw, source, top_level=STUDY_KEYS)
     config = cfg.as_dict()
     if not config["seeds"]:
         raise ConfigError(f"{source}: key 'seeds' must list at least one seed")
@@ -322,26 +289,6 @@ def _check_name(name: str, source: str) -> None:
 
 def load_study(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> ResolvedStudy:
     return resolve_study(load_raw_study(path, preset, overrides))
-
-
-@functools.cache
-def _plugin_parser(base: type, key: str) -> ArgumentParser:
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument(f"--{key}", type=base, required=True)
-    return parser
-
-
-def instantiate_plugin(config: Mapping[str, Any], base: type, source: str, key: str) -> Any:
-    """Build one plugin from its resolved ``class_path``/``init_args`` config."""
-    parser = _plugin_parser(base, key)
-    cfg = _parse(parser, {key: dict(config)}, source)
-    try:
-        return getattr(parser.instantiate(cfg), key)
-    except ConfigError as exc:  # a constructor's own check: say which file and plugin it is about
-        text = str(exc)
-        raise ConfigError(text if text.startswith(f"{source}: ") else f"{source}: key '{key}': {text}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: key '{key}': {exc}") from None
 
 
 def check_instantiable(study: ResolvedStudy) -> list[str]:

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import default_file_mode
-from .errors import CheckpointError
+from harness.errors import CheckpointError
+from harness.io.atomic import default_file_mode
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:

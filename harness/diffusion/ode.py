@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.diffusion import (
+from harness.diffusion.conventions import (
     DEFAULT_SHIFT,
     NUM_TRAIN_TIMESTEPS,
     apply_cfg,

@@ -1,0 +1,1 @@
+"""The run engine: study files → resolved runs → run store → execution → tracking hooks."""

@@ -1,0 +1,1 @@
+"""Files the harness reads and writes: mp4 videos and safetensors weights."""

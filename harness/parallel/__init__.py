@@ -1,0 +1,1 @@
+"""Parallelism: rank helpers, DDP for the methods' trainer, FSDP2 for large backbones."""
