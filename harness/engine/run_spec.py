@@ -30,7 +30,10 @@ class RunSpec:
 
     @property
     def job_type(self) -> str:
-        """The method, for grouping in trackers: the pipeline's method plugin if it has one."""
+        """The row's variant (``dmd``, ``self_forcing_1step``), for grouping in trackers; without a variant
+        axis, the pipeline's method plugin (its class would call the ``dmd`` row, ASD at α = 0, ``asd``)."""
+        if self.labels.get("variant"):
+            return str(self.labels["variant"])
         pipe = self.config["pipeline"]
         method = (pipe.get("init_args") or {}).get("method")
         class_path = method.get("class_path") if isinstance(method, Mapping) else pipe.get("class_path")
