@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from harness.worlds.toy import ToyWorld
 
 from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
+from harness.worlds.toy import ToyWorld
 from methods import PRESETS, build_method, method_names
 from methods.asd import ASD, relativistic_loss
 from methods.distribution_matching import ScoreTimesteps

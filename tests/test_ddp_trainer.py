@@ -23,11 +23,11 @@ import torch
 
 from harness.engine.checkpoints import CheckpointStore
 from harness.parallel import ranks as dist_h
+from harness.worlds.toy import ToyWorld
 from methods.asd import ASD
 from methods.base import TrainContext
 from methods.dmd import DMD
 from methods.trainer import Trainer, TrainSettings
-from tests.fake_world import FakeWorld
 
 from .conftest import ROOT, cli_env
 
@@ -57,7 +57,7 @@ def run_phases(out: Path) -> dict:
 
     optimiser = Trainer._optimiser
     CheckpointStore.save, Trainer._optimiser = recording_save, sgd
-    world, result = FakeWorld(frames=4), {}
+    world, result = ToyWorld(frames=4), {}
     try:
         for name, steps in PHASES:
             rows: list[dict] = []
@@ -105,7 +105,7 @@ def test_ddp_distillation_on_two_ranks_equals_one_process_on_the_full_batch(tmp_
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     single = run_phases(tmp_path / "single")
-    init = FakeWorld(frames=4).causal_init().state_dict()
+    init = ToyWorld(frames=4).causal_init().state_dict()
     start = {"dmd1": init, "dmd2": single["dmd1"]["weights"], "asd1": init}
 
     assert ranks[0]["world"] == ranks[1]["world"] == 2
@@ -122,18 +122,17 @@ def test_ddp_distillation_on_two_ranks_equals_one_process_on_the_full_batch(tmp_
         _assert_same_update(ranks[0][phase]["weights"], single[phase]["weights"], start[phase])
         for key, tensor in ranks[0][phase]["weights"].items():  # every rank holds the very same weights
             assert torch.equal(tensor, ranks[1][phase]["weights"][key]), key
-    teacher = FakeWorld(frames=4).teacher().state_dict()  # the critic starts as a copy of the teacher
+    teacher = ToyWorld(frames=4).teacher().state_dict()  # the critic starts as a copy of the teacher
     _assert_same_update(ranks[0]["dmd_critic"], single["dmd_critic"], teacher)
     assert CheckpointStore(tmp_path / "shared" / "dmd" / "checkpoints").steps() == [1, 2]
 
 
 PIPELINE = """\
 name: ddp
-allow_modules: [tests.fake_world]
 pipeline:
   class_path: harness.pipelines.DistillAndEvaluate
   init_args:
-    world: {{class_path: tests.fake_world.FakeWorld, init_args: {{frames: 4}}}}
+    world: {{class_path: harness.worlds.toy.ToyWorld, init_args: {{frames: 4}}}}
     method:
       class_path: methods.dmd.DMD
       init_args: {{train: {{steps: 2, batch_size: 4, critic_updates_per_generator: 1, checkpoint_every: 1}}}}
@@ -147,7 +146,7 @@ pipeline:
 
 
 def _distil_and_evaluate(tmp_path: Path, name: str, resources: str = ""):
-    """One DistillAndEvaluate run on the fake world with its own run store and stage cache."""
+    """One DistillAndEvaluate run on the toy world with its own run store and stage cache."""
     from harness.engine.executors import InProcessExecutor
     from harness.engine.runner import RunJob
     from harness.engine.study import load_study
@@ -182,7 +181,7 @@ def test_a_two_gpu_distill_and_evaluate_run_trains_data_parallel_and_matches_one
     assert [r["step"] for r in rows] == [0, 1]  # logged once per step: rank 0 alone
     for got, ref in zip(rows, want):
         assert got == pytest.approx(ref, rel=1e-4, abs=1e-7)
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     weights = [load_weights(world.make_backbone(), s / "generator.safetensors").state_dict()
                for s in (ddp_stage, one_stage)]
     for key, tensor in weights[1].items():  # AdamW moves a gradient-free bias by ±lr either way

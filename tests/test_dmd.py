@@ -7,11 +7,12 @@ import torch
 
 from harness.diffusion.sampling import NoiseSource, predict_x0
 from harness.errors import ConfigError, TrainingDiverged
+from harness.worlds.toy import ToyWorld
 from methods import build_method
 from methods.base import TrainContext
 from methods.dmd import DMD, dmd_loss
 from methods.trainer import TrainSettings
-from tests.fake_world import FakeWorld, distill_log
+from tests.distill_helpers import distill_log
 
 FAST = TrainSettings(
     steps=3, batch_size=2, critic_updates_per_generator=1, ema_start_step=0, checkpoint_every=2
@@ -60,7 +61,7 @@ def test_dmd_updates_move_1d_samples_toward_the_real_gaussian():
 
 
 def test_student_inputs_are_noised_real_chunks_with_clean_teacher_forced_context(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     recipe = DMD(train=FAST).build_recipe(world, world.teacher(), world.causal_init(), torch.device("cpu"))
     real, _ = world.real_videos(2, seed=0)
     noisy = real + torch.randn(real.shape)
@@ -77,7 +78,7 @@ def test_student_inputs_are_noised_real_chunks_with_clean_teacher_forced_context
 
 
 def test_critic_starts_as_the_teacher_and_the_teacher_stays_frozen(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     teacher = world.teacher()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     recipe = DMD(train=FAST).build_recipe(world, teacher, world.causal_init(), torch.device("cpu"))
@@ -89,7 +90,7 @@ def test_critic_starts_as_the_teacher_and_the_teacher_stays_frozen(tmp_path):
 
 
 def test_same_seed_same_losses_for_three_iterations(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     _, first = distill_log(DMD(train=FAST), world, tmp_path / "a", seed=3)
     _, second = distill_log(DMD(train=FAST), world, tmp_path / "b", seed=3)
     _, other = distill_log(DMD(train=FAST), world, tmp_path / "c", seed=4)
@@ -107,7 +108,7 @@ def test_noisy_context_variant_and_bad_config():
 
 
 def test_a_nan_critic_stops_training_naming_step_and_term(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     teacher = world.teacher()
     with torch.no_grad():
         teacher.final.proj.bias.fill_(float("nan"))

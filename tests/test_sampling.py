@@ -10,14 +10,14 @@ from harness.diffusion.sampling import NoiseSource, causal_rollout, dense_schedu
 from harness.diffusion.schedules import StepSchedule
 from harness.errors import ConfigError
 from harness.evaluation.cosine import cosine_similarity_matrices
-from tests.fake_world import FakeWorld
+from harness.worlds.toy import ToyWorld
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def world7() -> FakeWorld:
-    return FakeWorld(frames=14)  # 7 chunks of 2 frames, as the paper's 7 chunks of 3 latent frames
+def world7() -> ToyWorld:
+    return ToyWorld(frames=14)  # 7 chunks of 2 frames, as the paper's 7 chunks of 3 latent frames
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_steps_per_chunk_and_nfe_for_seven_chunks(world7, spec, steps, nfe):
 
 
 def test_one_step_chunk_is_x0_of_the_chunk_noise_and_the_trace_ends_at_the_output():
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     generator, prompts = world.causal_init(), ["a blue square", "a red circle"]
     samples = sample_causal(world, generator, prompts, "1", seed=5, trace=True)
     # recompute chunk 0 by hand: its noise comes from the first per-chunk stream of NoiseSource(5)
@@ -53,7 +53,7 @@ def test_one_step_chunk_is_x0_of_the_chunk_noise_and_the_trace_ends_at_the_outpu
 
 
 def test_sde_renoises_with_fresh_noise_and_ode_is_an_euler_step():
-    world = FakeWorld(frames=2)
+    world = ToyWorld(frames=2)
     generator, cond = world.causal_init(), world.encode_prompts(["a green triangle"])
     schedule = StepSchedule.uniform(2)  # warped [1000, 937.5]
     t0, t1 = schedule.timesteps_for_chunk(0)
@@ -75,7 +75,7 @@ def test_sde_renoises_with_fresh_noise_and_ode_is_an_euler_step():
 
 
 def test_same_seed_same_videos_other_seed_other_videos():
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     generator = world.causal_init()
     a = sample_causal(world, generator, ["a red circle"], "2*", seed=11).videos
     b = sample_causal(world, generator, ["a red circle"], "2*", seed=11).videos
@@ -85,7 +85,7 @@ def test_same_seed_same_videos_other_seed_other_videos():
 
 
 def test_dense_schedule_for_a_diffusion_forcing_model_and_cosine_trace():
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     generator = world.causal_init()
     schedule = dense_schedule(30)
     assert schedule.timesteps_for_chunk(0)[0] == 1000.0 and len(schedule.steps) == 30
@@ -99,13 +99,13 @@ def test_dense_schedule_for_a_diffusion_forcing_model_and_cosine_trace():
 
 
 def test_sampler_leaves_training_mode_and_grad_off():
-    world = FakeWorld(frames=2)
+    world = ToyWorld(frames=2)
     generator = world.causal_init().train()
     samples = sample_causal(world, generator, ["a red circle"], 1, seed=0)
     assert generator.training and not samples.videos.requires_grad
 
 
 def test_unknown_renoise_rule_is_a_config_error():
-    world = FakeWorld(frames=2)
+    world = ToyWorld(frames=2)
     with pytest.raises(ConfigError, match="renoise 'euler' is unknown"):
         sample_causal(world, world.causal_init(), ["a red circle"], 1, seed=0, renoise="euler")

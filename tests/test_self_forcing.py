@@ -8,10 +8,11 @@ import torch
 from harness.diffusion.kv_cache import KVCache
 from harness.diffusion.sampling import NoiseSource, sample_causal
 from harness.errors import CheckpointError, ConfigError
+from harness.worlds.toy import ToyWorld
 from methods import build_method
 from methods.self_forcing import SelfForcing
 from methods.trainer import TrainSettings
-from tests.fake_world import FakeWorld, distill_log
+from tests.distill_helpers import distill_log
 
 FAST = TrainSettings(
     steps=3, batch_size=2, critic_updates_per_generator=1, ema_start_step=0, checkpoint_every=3
@@ -22,7 +23,7 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _recipe(world: FakeWorld, **kwargs):
+def _recipe(world: ToyWorld, **kwargs):
     return SelfForcing(train=FAST, **kwargs).build_recipe(world, world.teacher(), world.causal_init(), CPU)
 
 
@@ -46,7 +47,7 @@ def _record_forwards(model: torch.nn.Module) -> list[dict]:
 
 
 def test_gradient_reaches_only_the_exit_step_forward():
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     recipe = _recipe(world)
     recipe._exit_step = lambda noise: 2  # warped step list [1000, 937.5, 833.3, 625]: exit at 833.3
     calls = _record_forwards(recipe.generator)
@@ -63,7 +64,7 @@ def test_gradient_reaches_only_the_exit_step_forward():
 
 
 def test_the_cache_holds_the_clean_context_of_the_rolled_out_video():
-    world = FakeWorld(frames=6)
+    world = ToyWorld(frames=6)
     recipe = _recipe(world)
     cond = world.encode_prompts(["a red circle", "a blue square"])
     rollout = recipe.rollout(cond, recipe.training_schedule(4), NoiseSource(1), exit_step=1, grad=True)
@@ -79,7 +80,7 @@ def test_the_cache_holds_the_clean_context_of_the_rolled_out_video():
 
 
 def test_sampling_with_the_same_noise_reproduces_the_training_rollout():
-    world = FakeWorld(frames=6)
+    world = ToyWorld(frames=6)
     recipe = _recipe(world)
     prompts = ["a green triangle", "a red square moving up"]
     rollout = recipe.rollout(
@@ -90,7 +91,7 @@ def test_sampling_with_the_same_noise_reproduces_the_training_rollout():
 
 
 def test_fixed_step_lists_of_the_retrained_baselines():
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     two = _recipe(world, num_steps=2)
     noise = NoiseSource(0)
     assert {two._exit_step(noise) for _ in range(40)} == {0, 1}
@@ -103,7 +104,7 @@ def test_fixed_step_lists_of_the_retrained_baselines():
 
 
 def test_same_seed_same_losses_for_three_iterations(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     _, first = distill_log(SelfForcing(train=FAST), world, tmp_path / "a", seed=1)
     _, second = distill_log(build_method("self_forcing", train=FAST), world, tmp_path / "b", seed=1)
     assert len(first) == 3 and first == second
@@ -113,7 +114,7 @@ def test_same_seed_same_losses_for_three_iterations(tmp_path):
 
 
 def test_exact_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     settings = {
         "batch_size": 2,
         "critic_updates_per_generator": 2,
@@ -135,8 +136,8 @@ def test_exact_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_into_a_different_model_is_a_checkpoint_error(tmp_path):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     distill_log(SelfForcing(train=FAST), world, tmp_path)
-    other = FakeWorld(frames=4, preset="default")
+    other = ToyWorld(frames=4, preset="default")
     with pytest.raises(CheckpointError, match="step-00000003.pt does not match"):
         distill_log(SelfForcing(train=TrainSettings(steps=4, batch_size=2)), other, tmp_path)

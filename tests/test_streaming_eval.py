@@ -17,9 +17,9 @@ from harness.evaluation.streaming import ArrayCollector, FolderCollector, Folder
 from harness.io.video import SampleMeta, read_sidecar, read_video
 from harness.parallel import ranks as dist_h
 from harness.pipelines.batches import PerVideoNoise, VideoBatch, my_batches, plan_batches, video_seed
+from harness.worlds.toy import ToyWorld
 
 from .conftest import ROOT
-from .fake_world import FakeWorld
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -64,8 +64,8 @@ class FolderMeans(ArrayMeans):
         return {**_stats(means), "videos": float(len(paths))}
 
 
-class StreamWorld(FakeWorld):
-    """The fake world with a many-step causal model for the diffusion-forcing row and a chosen evaluator."""
+class StreamWorld(ToyWorld):
+    """The toy world with a many-step causal model for the diffusion-forcing row and a chosen evaluator."""
 
     def __init__(self, evaluator: str = "arrays", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -97,7 +97,7 @@ def test_a_videos_noise_does_not_depend_on_the_videos_batched_with_it():
 
 
 def test_sampled_videos_are_the_same_whatever_the_batch_split():
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     model = world.causal_init().eval()
     prompts = ["a red circle", "a blue square", "a red circle", "a green triangle"]
     whole = sample_causal(world, model, prompts, "2", PerVideoNoise.of_videos(0, range(4))).videos
@@ -198,7 +198,7 @@ def test_an_array_collector_scores_every_ranks_videos_in_index_order(tmp_path, m
 
 STUDY = """\
 name: {name}
-allow_modules: [tests.test_streaming_eval, tests.fake_world]
+allow_modules: [tests.test_streaming_eval]
 pipeline:
   class_path: harness.pipelines.DistillAndEvaluate
   init_args:

@@ -7,17 +7,17 @@ import torch
 
 from harness.errors import ConfigError
 from harness.pipelines.training_eval import FixedSetScores
+from harness.worlds.toy import ToyWorld
 from methods.asd import ASD
 from methods.base import TrainContext
 from methods.trainer import TrainSettings
 from methods.training_eval import EvalSettings
-from tests.fake_world import FakeWorld
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _distill(tmp_path, name: str, every: int, steps: int = 6):
-    world = FakeWorld(frames=4)
+    world = ToyWorld(frames=4)
     settings = TrainSettings(steps=steps, batch_size=2, critic_updates_per_generator=2, ema_start_step=2,
                              checkpoint_every=3, eval=EvalSettings(every=every, schedules=["1", "2"], num_videos=3))
     method = ASD(train=settings, alpha=1.0)

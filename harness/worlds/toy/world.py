@@ -1,16 +1,14 @@
-"""A tiny World for method tests: the sprites DiT (``smoke`` preset) with random, untrained weights.
+"""``ToyWorld``: the sprites DiT (``smoke`` preset) with random, untrained weights.
 
-Nothing here is trained: the teacher and the causal init are seeded random networks whose zero-
-initialised output layers are re-drawn, so every forward is non-trivial. Prompts are hashed word ids;
-"real" videos are seeded Gaussian clips. That is all a method needs to exercise its losses, rollouts,
-logging and checkpoints in milliseconds (and, with ``preset="default"``, to time them).
+The teacher and the causal init are seeded random networks whose zero-initialised output layers are
+re-drawn, so every forward is non-trivial. Prompts become hashed word ids; "real" videos are seeded
+Gaussian clips. A real world replaces each of these with the genuine article and keeps the signatures.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +17,7 @@ from torch import nn
 
 from harness.worlds.base import Guidance, StageProvider, VideoShape, World
 from harness.worlds.sprites.backbone import build_sprites_dit
+from harness.worlds.toy.evaluator import MeanBrightness
 
 PROMPTS = [
     "a red circle",
@@ -40,23 +39,10 @@ def randomise_backbone(model: nn.Module, seed: int, std: float = 0.05) -> nn.Mod
     return model
 
 
-class MeanBrightness:
-    """A one-dimension evaluator: the mean pixel value in [0, 1] (enough to run an evaluation path)."""
-
-    name = "mean-brightness"
-    dimensions = ("brightness",)
-
-    def score(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
-        return {"brightness": float(np.asarray(videos, dtype=np.float64).mean() / 255.0)}
-
-    def aggregate(self, raw: Mapping[str, float]) -> dict[str, float]:
-        return {"total": raw["brightness"]}
-
-
-class FakeWorld(World):
+class ToyWorld(World):
     """``frames`` frames of 3×16×16 in chunks of 2; a random teacher (``teacher_seed``) and init."""
 
-    name = "fake"
+    name = "toy"
 
     def __init__(
         self,
@@ -101,7 +87,7 @@ class FakeWorld(World):
         picks = torch.randint(0, len(PROMPTS), (n,), generator=gen).tolist()
         return videos, [PROMPTS[i] for i in picks]
 
-    def real_videos_of(self, prompts, seed: int) -> torch.Tensor:
+    def real_videos_of(self, prompts: Sequence[str], seed: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
         return 0.5 * torch.randn(self._shape.tensor_shape(len(prompts)), generator=gen)
 
@@ -113,6 +99,7 @@ class FakeWorld(World):
         return randomise_backbone(self.make_backbone(), seed)
 
     def teacher(self, stages: StageProvider | None = None) -> nn.Module:
+        # a real world builds this once as a cached stage: stages.stage("teacher", recipe, build)
         return self._random_backbone(self.teacher_seed).eval()
 
     def causal_init(self, stages: StageProvider | None = None) -> nn.Module:
@@ -127,17 +114,3 @@ class FakeWorld(World):
 
     def config(self) -> dict[str, Any]:
         return {"world": self.name, "frames": self._shape.frames, "preset": self.preset}
-
-
-def distill_log(
-    method: Any, world: World, workdir: Path, seed: int = 0
-) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Distil on ``world`` in ``workdir``; return the generator and the logged rows (with their step)."""
-    from methods.base import TrainContext
-
-    rows: list[dict[str, float]] = []
-    ctx = TrainContext(
-        workdir=workdir, seed=seed, log=lambda metrics, step: rows.append({"step": step, **metrics})
-    )
-    generator = method.distill(world, world.teacher(), world.causal_init(), ctx)
-    return generator, rows
