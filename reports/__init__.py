@@ -9,6 +9,7 @@ holds several studies — the tables (Markdown, LaTeX, HTML, CSV), the figures, 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from harness.tracking import GuardedTracker, RunInfo, Tracker
 from reports.collect import StudyData, collect_study, find_studies, load_curves
 from reports.figures import FigureInputs, build_figures
 from reports.findings import findings
+from reports.gallery import build_gallery, gallery_html
 from reports.html import StudyPage, write_landing_page, write_study_page
 from reports.learning import convergence
-from reports.tables import ResultTable, build_table, to_frame, to_html, write_tables
+from reports.tables import ResultTable, build_table, evaluator_sentence, to_frame, to_html, write_tables
 
 REPORT_DIRNAME = "report"
 WANDB_TABLE_KEY = "main_table"
@@ -97,17 +99,26 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
         old.unlink()
     files = write_tables(table, out_dir)
     curves = load_curves(data)
-    drawn = []
+    drawn, gallery = [], ""
     if figures and table.rows:  # with no complete run there is nothing to draw, and the page says why
-        drawn = build_figures(FigureInputs(data, table, curves, out_dir, data.problems))
+        inputs = FigureInputs(data, table, curves, out_dir, data.problems)
+        drawn = build_figures(inputs)
+        built = build_gallery(inputs)
+        gallery = gallery_html(built) if built else ""
     sentences = findings(data, table, curves)
     _log_table(data, table, tracker)
     (out_dir / "findings.md").write_text("".join(f"- {s}\n" for s in sentences), encoding="utf-8")
     page = StudyPage(data.name, data.manifest, to_html(table), {fmt: p.name for fmt, p in files.items()},
-                     drawn, sentences, data.problems, data.runs, scrub, convergence(curves))
+                     drawn, sentences, data.problems, data.runs, scrub, convergence(curves), gallery,
+                     _relative(folder, out_dir), evaluator_sentence(table))
     index = write_study_page(page, out_dir)
     complete = int((data.runs["state"] == "complete").sum()) if len(data.runs) else 0
     return StudyReport(data.name, index, complete, len(data.runs), data.problems, sentences)
+
+
+def _relative(folder: Path, out_dir: Path) -> str:
+    """The study folder as a link prefix from the page ('../' for RUNS_DIR/report/ of one study)."""
+    return os.path.relpath(folder.resolve(), out_dir.resolve()).replace(os.sep, "/").rstrip("/") + "/"
 
 
 def _study_tracker(data: StudyData) -> Tracker | None:

@@ -1,7 +1,8 @@
 """``index.html``: one self-contained page per study (tables, figures, findings, config, provenance).
 
-The page has no script and no network address: images are PNG files beside it, referenced by
-relative path, and the styles are inline, so it opens offline from any folder it is copied to.
+The page has no script and no network address: images are PNG files and videos mp4 files beside it
+(``videos/``), referenced by relative path, and the styles are inline, so it opens offline from any
+folder it is copied to. Run hashes link to the run folders, relative to the page.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ tr.reference td { font-style: italic; color: #555; }
 .scroll { overflow-x: auto; }
 .problems li { color: #8a3b00; } figure { margin: 1em 0; } figure img { max-width: 100%; }
 figcaption { font-size: 0.9em; color: #444; } pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
+table.gallery th { text-align: left; vertical-align: top; white-space: normal; max-width: 24em; }
+table.gallery td { text-align: left; vertical-align: top; }
+figure.clip { display: inline-block; margin: 0 0.3em 0.3em 0; text-align: center; }
+figure.clip video { image-rendering: pixelated; background: #000; display: block; }
+.evaluator { background: #eef3fa; padding: 0.4em 0.6em; border-left: 3px solid #4a78b5; }
 """
 
 
@@ -52,6 +58,9 @@ class StudyPage:
     runs: pd.DataFrame
     scrub: list[str] = field(default_factory=list)  # absolute prefixes never shown on the page
     convergence: list[Verdict] = field(default_factory=list)  # one per distilled variant with eval rows
+    gallery_html: str = ""  # reports.gallery.gallery_html, or empty when no run kept a sample
+    runs_href: str = ""  # the study folder relative to the page ("../"), for links to run folders
+    evaluator: str = ""  # which evaluator scored the study, in one sentence
 
 
 def _e(text: Any) -> str:
@@ -77,13 +86,18 @@ def _pre(text: str, scrub: list[str]) -> str:
     return f"<pre>{_e(text)}</pre>"
 
 
-def _runs_table(runs: pd.DataFrame) -> str:
+def _runs_table(runs: pd.DataFrame, href: str = "") -> str:
+    """Every run folder of the study; with ``href`` (the study folder relative to the page) each hash links
+    to its run folder."""
     columns = [c for c in ("hash", "method", "steps", "seed", "state", "seconds", "reason", "flag") if c in runs]
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for _, run in runs.iterrows():
         cells = ["" if pd.isna(run[c]) else (f"{run[c]:.1f}" if c == "seconds" else run[c]) for c in columns]
-        body.append("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in cells) + "</tr>")
+        tds = [f"<td>{_e(v)}</td>" for v in cells]
+        if href and "hash" in columns and cells[0]:
+            tds[0] = f'<td><a href="{_e(href)}{_e(cells[0])}/">{_e(cells[0])}</a></td>'
+        body.append("<tr>" + "".join(tds) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
@@ -122,15 +136,19 @@ def render_study(page: StudyPage) -> str:
     subtitle = " · ".join(f"{k}: {manifest[k]}" for k in ("source", "preset", "updated") if manifest.get(k))
     links = " · ".join(f'<a href="{_e(name)}">{_e(fmt)}</a>' for fmt, name in page.table_files.items())
     body = [f"<h1>Study {_e(page.study)}</h1>", f"<p>{_e(subtitle)}</p>"]
+    if page.evaluator:
+        body.append(f'<p class="evaluator">{_e(page.evaluator)}</p>')
     if page.problems:
         body += ["<h2>Problems with the input</h2>", _list(page.problems, "problems")]
     body += ["<h2>Findings</h2>", _list(page.findings, "findings"),
              "<h2>Results</h2>", f'<div class="scroll">{page.table_html}</div>', f"<p>Also as {links}.</p>"]
     if page.convergence:
         body += ["<h2>Convergence</h2>", _convergence_table(page.convergence)]
+    if page.gallery_html:
+        body += ["<h2>Samples</h2>", page.gallery_html]
     if page.figures:
         body += ["<h2>Figures</h2>", *(_figure(f) for f in page.figures)]
-    body += ["<h2>Runs</h2>", f"<p>{_e(RUNS_NOTE)}</p>", _runs_table(page.runs),
+    body += ["<h2>Runs</h2>", f"<p>{_e(RUNS_NOTE)}</p>", _runs_table(page.runs, page.runs_href),
              "<h2>Resolved study config</h2>",
              _pre(yaml.safe_dump(manifest.get("config") or {}, sort_keys=False, allow_unicode=True), page.scrub),
              "<h2>Provenance</h2>",

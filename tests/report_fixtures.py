@@ -103,10 +103,17 @@ def _write_run(study_dir: Path, run: dict, metrics: dict | None, state: str, rea
         (folder / "result.json").write_text(json.dumps({"metrics": metrics, "headline": "total", "seconds": 12.5}))
 
 
+PROMPTS = ("a red square moving right", "a blue square moving right")
+
+
 def _write_samples(folder: Path, method: str, schedule: str, seed: int) -> None:
-    meta = SampleMeta(prompt="a red square moving right", seed=0, method=method.lower(), schedule=schedule,
-                      nfe=NFE.get(schedule, 0), extra={"index": 0})
-    write_video(folder / "samples" / "sample_000.mp4", _video(method, schedule), fps=4, meta=meta)
+    """Two prompts, the first with two noise draws (as videos_per_prompt 2 keeps them): the gallery shows
+    the first draw of each prompt."""
+    for index, prompt in enumerate((PROMPTS[0], PROMPTS[0], PROMPTS[1])):
+        meta = SampleMeta(prompt=prompt, seed=index, method=method.lower(), schedule=schedule,
+                          nfe=NFE.get(schedule, 0), extra={"index": index})
+        video = _video(method, schedule)[:, :, ::-1] if prompt == PROMPTS[1] else _video(method, schedule)
+        write_video(folder / "samples" / f"sample_{index:03d}.mp4", np.ascontiguousarray(video), fps=4, meta=meta)
     _write_cosine(folder / "samples", schedule, seed)
 
 

@@ -422,25 +422,61 @@ def console_errors(events: list[dict]) -> list[str]:
     return errors
 
 
-def test_index_loads_in_headless_chromium_with_every_image(built, tmp_path):
-    _chromium_or_skip()
-    runs, _ = built
-    browser = DevToolsPipe(tmp_path / "profile")
+# Each <video>: wait until it has data (or fails), play it, and say how far it got. Muted videos may play
+# without a user gesture, so this is what a reader's click does.
+PLAY_VIDEOS = """(async () => {
+  const out = [];
+  for (const v of Array.from(document.querySelectorAll('video'))) {
+    if (v.readyState < 2 && !v.error) {
+      await new Promise(done => { v.addEventListener('loadeddata', done, {once: true});
+                                  v.addEventListener('error', done, {once: true}); setTimeout(done, 5000); });
+    }
+    let played = 'no';
+    try { await v.play(); await new Promise(done => setTimeout(done, 400)); played = v.currentTime > 0 ? 'yes' : 'stuck'; }
+    catch (e) { played = String(e); }
+    out.push([v.getAttribute('src'), v.readyState, v.videoWidth, v.duration, played, v.error ? v.error.code : null]);
+  }
+  return JSON.stringify(out);
+})()"""
+
+
+def open_in_chromium(page: Path, profile: Path) -> tuple[list, list, list[str]]:
+    """(images, videos, console errors) of ``page`` in headless Chromium: every image's [src, complete,
+    naturalWidth] and every video's [src, readyState, videoWidth, duration, played, error code]."""
+    browser = DevToolsPipe(profile)
     try:
         target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
             browser.call(domain, session=session)
-        browser.call("Page.navigate", {"url": (runs / "report" / "index.html").resolve().as_uri()}, session=session)
+        browser.call("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
         browser.wait_for("Page.loadEventFired")
         script = ("JSON.stringify(Array.from(document.images).map(i => "
                   "[i.getAttribute('src'), i.complete, i.naturalWidth]))")
         images = json.loads(browser.call("Runtime.evaluate", {"expression": script, "returnByValue": True},
                                          session=session)["result"]["value"])
+        videos = json.loads(browser.call("Runtime.evaluate", {"expression": PLAY_VIDEOS, "returnByValue": True,
+                                                              "awaitPromise": True}, session=session,
+                                         timeout=120)["result"]["value"])
         time.sleep(0.2)  # let late console events arrive
         browser.call("Runtime.evaluate", {"expression": "1"}, session=session)
     finally:
         browser.close()
-    assert sorted(src for src, _, _ in images) == sorted(FIGURES)
+    return images, videos, console_errors(browser.events)
+
+
+def test_index_loads_in_headless_chromium_with_every_image_and_video(built, tmp_path):
+    _chromium_or_skip()
+    runs, _ = built
+    moved = tmp_path / "moved"  # the report folder alone, elsewhere: its images and videos still load
+    shutil.copytree(runs / "report", moved)
+    images, videos, errors = open_in_chromium(moved / "index.html", tmp_path / "profile")
+    assert sorted(src for src, _, _ in images) == sorted(p.name for p in moved.glob("*.png"))
+    assert set(FIGURES) <= {src for src, _, _ in images}
     assert all(complete and width > 0 for _, complete, width in images), images
-    assert console_errors(browser.events) == []
+    # 6 distilled rows × 2 prompts × 3 seeds, less the failed run (ASD 2 seed 2): one video per (row, prompt, seed)
+    assert len(videos) == 6 * 2 * 3 - 2, videos
+    assert all(src.startswith("videos/") for src, *_ in videos)
+    assert all(ready >= 2 and width == fx.SIZE and duration > 0 and played == "yes" and error is None
+               for _, ready, width, duration, played, error in videos), videos
+    assert errors == []
