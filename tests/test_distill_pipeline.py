@@ -65,3 +65,52 @@ def test_a_preset_s_method_settings_reach_only_methods_that_take_them(tmp_path):
     assert runs["asd"]["init_args"]["train"]["steps"] == 7
     assert "train" not in runs["causal_init"]["init_args"]
     assert runs["causal_init"]["class_path"] == "methods.undistilled.Undistilled"
+
+
+def _one_row_study(tmp_path):
+    from harness.engine.study import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "name: memory\n"
+        "pipeline:\n"
+        "  class_path: harness.pipelines.DistillAndEvaluate\n"
+        "  init_args:\n"
+        "    world: {class_path: harness.worlds.sprites.world.SpritesWorld, init_args: {size: smoke}}\n"
+        "    method: {class_path: methods.asd.ASD, init_args: {train: {steps: 2, batch_size: 2, eval: {every: 0}}}}\n"
+        "    schedule: '2'\n"
+        "    num_videos: 16\n"
+        "    videos_per_prompt: 1\n"
+        "    num_reference: 4\n"
+        "    save_videos: 0\n"
+        "    trace_videos: 0\n"
+        "seeds: [0]\n"
+    )
+    return load_study(study)
+
+
+def test_a_generator_trained_here_scores_as_the_one_read_back_and_a_cached_stage_loads_no_teacher(
+        tmp_path, monkeypatch):
+    """The just-trained generator is sampled from memory; the run that reuses the stage reads the file
+    and loads neither the teacher nor the causal init. Both give the same scores."""
+    import json
+
+    from harness.engine.driver import run_study
+    from harness.engine.executors import InProcessExecutor
+    from harness.worlds.sprites.world import SpritesWorld
+
+    loads = []
+    for name in ("teacher", "causal_init"):
+        original = getattr(SpritesWorld, name)
+        monkeypatch.setattr(SpritesWorld, name, lambda self, stages, _o=original, _n=name: (loads.append(_n), _o(self, stages))[1])
+    study, cache = _one_row_study(tmp_path), tmp_path / "cache"
+    results = []
+    for runs in ("built", "reused"):
+        loads.clear()
+        summary = run_study(study, InProcessExecutor(), runs_dir=tmp_path / runs, cache_dir=cache)
+        assert summary.counts() == {"complete": 1}
+        (result,) = (tmp_path / runs / "memory").glob("*/result.json")
+        results.append(json.loads(result.read_text())["metrics"])
+        assert sorted(set(loads)) == (["causal_init", "teacher"] if runs == "built" else [])
+    scores = {k: v for k, v in results[0].items() if k not in ("latency_s", "generator")}
+    assert scores == {k: v for k, v in results[1].items() if k not in ("latency_s", "generator")}

@@ -20,7 +20,7 @@ from harness.engine.pipeline import RunContext
 from harness.engine.rank_stages import every_rank
 from harness.io.atomic import append_line, atomic_write_bytes, truncate_jsonl_after
 from harness.io.weights import load_weights, save_weights
-from harness.parallel.ranks import is_rank_zero
+from harness.parallel.ranks import is_distributed, is_rank_zero
 from harness.pipelines.batches import VideoBatch, checked_batch, plan_batches
 from harness.pipelines.common import WorldPipeline, check_row_sizes, component_config, take_prompts
 from harness.pipelines.streaming import EvalStream, RowSampler
@@ -94,15 +94,18 @@ class DistillAndEvaluate(WorldPipeline):
 
     def _distilled(self, ctx: RunContext) -> tuple[torch.nn.Module, str]:
         """The trained generator and where it came from: built once per (world, method, seed) as a stage
-        shared by every schedule; a method that does not train (the causal-init row) needs no stage."""
+        shared by every schedule; a method that does not train (the causal-init row) needs no stage.
+
+        The teacher and the causal init are loaded only when the stage is built (at Wan scale, a 14B
+        teacher on every rank); a generator trained in this process is sampled as it is, not read back."""
         from methods.base import TrainContext
 
-        init = self.world.causal_init(ctx)
         if not self.method.trains:
+            init = self.world.causal_init(ctx)
             return self.method.distill(self.world, init, init, None).eval(), self.method.name
-        teacher = self.world.teacher(ctx)
         config = {"world": component_config(ctx.config, "world"), "method": component_config(ctx.config, "method"),
                   "seed": ctx.seed}
+        trained: list[torch.nn.Module] = []
 
         def build(folder: Path) -> None:  # on every rank under torchrun; rank 0 alone writes
             if is_rank_zero():  # the step the trainer resumes from: the newest checkpoint that loads
@@ -113,16 +116,22 @@ class DistillAndEvaluate(WorldPipeline):
                 append_line(folder / TRAINING_LOG, _json_row(step, metrics))
                 ctx.log(metrics, step)
 
+            teacher, init = self.world.teacher(ctx), self.world.causal_init(ctx)
             train = TrainContext(workdir=folder, seed=ctx.seed, log=log, device=self.world.device,
                                  progress=lambda **kw: ctx.progress(**{"stage": f"distill {self.method.name}", **kw}),
                                  evaluate=FixedSetScores(self.world, self.method, ctx, self.sample_batch))
             model = self.method.distill(self.world, teacher, init, train)
             if is_rank_zero():
                 save_weights(model, folder / GENERATOR_FILE)
+            if not is_distributed():  # under torchrun a rank may hold a shard only: read the saved file
+                trained.append(model)
 
         artifact = ctx.stage(f"distill-{self.method.name}", config, every_rank(build), version=STAGE_VERSION)
-        generator = self.world.make_backbone()
-        load_weights(generator, artifact.path / GENERATOR_FILE)
+        if trained:
+            generator = trained[0]
+        else:
+            generator = self.world.make_backbone()
+            load_weights(generator, artifact.path / GENERATOR_FILE)
         if is_rank_zero():
             _keep_training_log(artifact.path / TRAINING_LOG, ctx.run_dir.path / RUN_TRAINING_LOG)
         return generator.eval(), f"{artifact.name}/{artifact.path.name}"
