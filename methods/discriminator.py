@@ -1,10 +1,11 @@
 """ASD's discriminator: a small multi-logit head on the critic backbone's features.
 
-Modelled on Self Forcing's GAN branch, which ASD most plausibly reuses (research/paper.md §2.3):
-features are tapped after some DiT blocks; each tap gets one learnable register token that
-cross-attends to that block's tokens; the tapped readouts are concatenated and mapped by
-``LayerNorm → Linear → SiLU → Linear`` to ``num_logits`` logits, and D_n is logit ``n − 1``. The head
-gets no timestep (``concat_time_embeddings=False``); the backbone does, through its adaLN.
+Modelled on Self Forcing's GAN branch, which ASD most plausibly reuses
+(docs/references.md#self-forcings-gan-branch): features are tapped after some DiT blocks; each tap gets
+one learnable register token that cross-attends to that block's tokens; the tapped readouts are
+concatenated and mapped by ``LayerNorm → Linear → SiLU → Linear`` to ``num_logits`` logits, and D_n is
+logit ``n − 1``. The head gets no timestep (``concat_time_embeddings=False``); the backbone does, through
+its adaLN.
 """
 
 from __future__ import annotations

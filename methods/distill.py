@@ -6,9 +6,9 @@ holds the parts every recipe here needs: the generator (a copy of the causal ini
 fake score, ``world.critic_init(teacher)``: a copy of the teacher unless the world says otherwise), the
 frozen teacher (real score) and the DMD losses.
 
-FFE is orthogonal to the method (DESIGN.md "Interfaces"): ``inference="ffe"`` makes a bare step count
-given to :meth:`DistillationMethod.sample` mean ``n*`` instead of ``n``; a full spec (``"2*"``,
-``"[1000,500]"``) or a :class:`StepSchedule` is always used as written.
+FFE is orthogonal to the method: ``inference="ffe"`` makes a bare step count given to
+:meth:`DistillationMethod.sample` mean ``n*`` instead of ``n``; a full spec (``"2*"``, ``"[1000,500]"``)
+or a :class:`StepSchedule` is always used as written.
 """
 
 from __future__ import annotations

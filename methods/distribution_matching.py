@@ -1,6 +1,6 @@
 """Distribution matching distillation (DMD): the generator loss and the critic ("fake score") loss.
 
-Shared by every method here (research/reference_code.md §1.1–1.2, DESIGN.md "Conventions"):
+Shared by every method here (docs/references.md#dmd-generator-and-critic-losses):
 
 * the **real score** is the frozen bidirectional teacher with CFG in the world's named form;
 * the **fake score** (critic) is a bidirectional copy of the teacher, trained with the flow loss on

@@ -4,8 +4,8 @@ The student never sees its own rollouts during training (that is what Self Forci
 inputs are *real* videos noised per chunk to a level drawn from the warped step list, and each chunk
 is denoised with the clean real chunks before it as context (teacher forcing, written into the KV
 cache by t = 0 passes). The x̂0 of every chunk together is the sample the DMD loss is applied to
-(research/reference_code.md §4.3). ``context="noisy"`` instead runs one block-causal forward over the
-whole noisy video, the diffusion-forcing variant CausVid's released code uses.
+(docs/references.md#causvid-causal-init-and-teacher-forced-dmd). ``context="noisy"`` instead runs one
+block-causal forward over the whole noisy video, the diffusion-forcing variant CausVid's released code uses.
 """
 
 from __future__ import annotations

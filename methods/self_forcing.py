@@ -4,8 +4,8 @@ Training rolls the generator out chunk by chunk with the KV cache exactly as inf
 (:func:`harness.diffusion.sampling.causal_rollout`): one exit step drawn per iteration and shared by every chunk
 (``same_step_across_blocks``), the steps before it without gradient (x̂0 re-noised with fresh noise),
 the gradient only through the exit forward, the context written by no-grad passes at t = 0, and the
-DMD loss on the whole rolled-out video (research/reference_code.md §2). The student is trained for one
-fixed step list: 4 steps is the paper's Self Forcing, 2 and 1 are the retrained † baselines.
+DMD loss on the whole rolled-out video (docs/references.md#self-forcings-rollout). The student is trained
+for one fixed step list: 4 steps is the paper's Self Forcing, 2 and 1 are the retrained † baselines.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 from harness.diffusion.schedules import StepSchedule
 from harness.errors import ConfigError
 
-# research/paper.md §3: 21 latent frames = 7 chunks; each chunk costs its steps + 1 cache pass.
+# docs/references.md#the-asd-paper: 21 latent frames = 7 chunks; each chunk costs its steps + 1 cache pass.
 PAPER_NFE_7_CHUNKS = {"4": 35, "2": 21, "2*": 23, "1": 14, "1*": 17}
 
 

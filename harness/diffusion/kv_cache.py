@@ -1,9 +1,9 @@
 """Key/value cache of the clean context for chunk-by-chunk causal inference.
 
-The contract (Self Forcing inference, research/reference_code.md §3): a denoising forward *reads*
-the cache and never grows it; only the extra forward at t = 0 on a clean chunk *writes* its keys and
-values, once per layer, inside :meth:`KVCache.writing`. Writing anywhere else raises, so a sampler
-cannot silently pollute the context with noisy keys.
+The contract (Self Forcing inference, docs/references.md#causal-inference-and-the-kv-cache): a
+denoising forward *reads* the cache and never grows it; only the extra forward at t = 0 on a clean
+chunk *writes* its keys and values, once per layer, inside :meth:`KVCache.writing`. Writing anywhere
+else raises, so a sampler cannot silently pollute the context with noisy keys.
 
 ``window_frames`` bounds the context like Self Forcing's ``local_attn_size``: the cache keeps the newest
 ``window_frames`` written frames (a chunk attends to them and to itself) and drops older ones, so generating beyond the trained length costs the same per chunk

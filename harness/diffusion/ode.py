@@ -1,10 +1,10 @@
 """The teacher's sampler: Euler steps on the flow ODE, the whole video at once, with named CFG.
 
-Generic over backbones with the DESIGN.md signature ``forward(x_t, t, cond, *, causal) -> v``. The step
-grid is uniform in the un-shifted σ and warped with the time shift, the grid Wan / Self Forcing use;
-with ``steps`` a multiple of 4 and shift 5 it passes exactly through the warped 4-step list
-``[1000, 937.5, 833.3, 625]``, which is why the causal init can read its regression inputs straight
-off the trajectory. One Euler step from pure noise to σ = 0 gives ``x0 = x_T - v``.
+Generic over backbones (:class:`harness.diffusion.backbone.Backbone`:
+``forward(x_t, t, cond, *, causal) -> v``). The step grid is uniform in the un-shifted σ and warped with the time shift, the grid Wan / Self
+Forcing use; with ``steps`` a multiple of 4 and shift 5 it passes exactly through the warped 4-step list
+``[1000, 937.5, 833.3, 625]``, which is why the causal init can read its regression inputs straight off
+the trajectory. One Euler step from pure noise to σ = 0 gives ``x0 = x_T - v``.
 """
 
 from __future__ import annotations

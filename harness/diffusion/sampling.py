@@ -1,8 +1,8 @@
 """The one causal sampler: chunk by chunk with the KV cache, any step schedule (Self Forcing inference).
 
-Per chunk the generator denoises fresh noise at the schedule's (warped) timesteps of that chunk: each
-step predicts ``x̂0 = x_t − σ·v`` and, except at the last step, re-noises x̂0 to the next timestep —
-with fresh noise (``sde``, Self Forcing's sampler, research/reference_code.md §3) or with the noise the
+Per chunk the generator denoises fresh noise at the schedule's (warped) timesteps of that chunk: each step
+predicts ``x̂0 = x_t − σ·v`` and, except at the last step, re-noises x̂0 to the next timestep — with fresh
+noise (``sde``, Self Forcing's sampler, docs/references.md#self-forcings-rollout) or with the noise the
 prediction implies (``ode``, which is exactly an Euler step of the flow ODE; the right choice for a
 many-step diffusion-forcing model). The last step's x̂0 is the chunk. One extra forward at t = 0 on the
 clean chunk then writes its keys/values to the cache, so NFE per chunk is steps + 1.

@@ -1,11 +1,12 @@
 """Step schedules: which timesteps each chunk is denoised at, and what that costs in forwards.
 
-A schedule is orthogonal to the method (DESIGN.md "Interfaces"): the same distilled generator is
-sampled with ``1``, ``2``, ``4`` steps or with First-Frame Enhancement ``1*`` / ``2*`` (the first
-chunk with the full 4-step list, later chunks with n). Step lists are written un-shifted, as in the
-Self Forcing configs, and warped with the time shift when read (``timesteps_for_chunk``).
+A schedule is orthogonal to the method: the same distilled generator is sampled with ``1``, ``2``, ``4``
+steps or with First-Frame Enhancement ``1*`` / ``2*`` (the first chunk with the full 4-step list, later
+chunks with n). Step lists are written un-shifted, as in the Self Forcing configs, and warped with the
+time shift when read (``timesteps_for_chunk``).
 
-Two readings of "n steps" exist and the paper does not say which it uses (research/paper.md §3):
+Two readings of "n steps" exist and the paper does not say which it uses
+(docs/references.md#the-asd-paper):
 
 * ``prefix``: the first n entries of the list, ``2 → [1000, 750]`` (exit early; nested, so the
   (n+1)-step rollout of ASD extends the n-step one);

@@ -1,12 +1,13 @@
 """FSDP2 for the shared training loop: each transformer block one shard unit, then the root.
 
 Why shard at all: the paper's models do not fit replicated. The 1.3B student alone is 21 GiB as fp32
-weights plus AdamW moments, the critic the same again, the frozen 14B teacher 28 GiB in bf16; DDP
-would hold all of that on every GPU next to the activations of a 21-frame rollout. With
-``fully_shard`` each rank keeps 1/N of every parameter and of its optimiser state, and only one
-block's full weights exist at a time (all-gathered before the block, freed after it). Per block, not
-Self Forcing's size-based FSDP1 policy, under which the whole 1.3B transformer is a single unit
-(research/real_backbone.md §9); the torchtitan / FastVideo layout is per block then the root.
+weights plus AdamW moments, the critic the same again, the frozen 14B teacher 28 GiB in bf16; DDP would
+hold all of that on every GPU next to the activations of a 21-frame rollout. With ``fully_shard`` each
+rank keeps 1/N of every parameter and of its optimiser state, and only one block's full weights exist at a
+time (all-gathered before the block, freed after it). Per block, not Self Forcing's size-based FSDP1
+policy, under which the whole 1.3B transformer is a single unit
+(docs/references.md#self-forcings-training-recipe); the torchtitan / FastVideo layout is per block then
+the root.
 
 * **Policy**: a module that lists its units with ``fsdp_units()`` (``WanBackbone``: its transformer
   blocks) gets one unit per entry and then the root; a container with no ``forward`` of its own (ASD's

@@ -1,13 +1,13 @@
 """The causal student's initialisation: regression onto the teacher's ODE trajectories.
 
-The asymmetric init of CausVid / Self Forcing (research/reference_code.md §4): the bidirectional
-teacher samples Euler trajectories of the flow ODE with CFG; the states at the few-step timesteps
-(``[1000, 750, 500, 250]`` warped with shift 5, which lie on the ODE grid when ``ode_steps`` is a
-multiple of 4) are paired with the trajectory's final x0. The student, a copy of the teacher's
-weights run block-causally, learns to map a noisy chunk at one of those timesteps straight to the
-teacher's x0 of that chunk, reading the clean context of the earlier chunks of the same trajectory
-from its KV cache (written by the t = 0 pass, exactly as at inference). Each chunk of each video gets
-its own random step, as in CausVid's per-block index.
+The asymmetric init of CausVid / Self Forcing
+(docs/references.md#causvid-causal-init-and-teacher-forced-dmd): the bidirectional teacher samples Euler
+trajectories of the flow ODE with CFG; the states at the few-step timesteps (``[1000, 750, 500, 250]``
+warped with shift 5, which lie on the ODE grid when ``ode_steps`` is a multiple of 4) are paired with the
+trajectory's final x0. The student, a copy of the teacher's weights run block-causally, learns to map a
+noisy chunk at one of those timesteps straight to the teacher's x0 of that chunk, reading the clean
+context of the earlier chunks of the same trajectory from its KV cache (written by the t = 0 pass, exactly
+as at inference). Each chunk of each video gets its own random step, as in CausVid's per-block index.
 """
 
 from __future__ import annotations

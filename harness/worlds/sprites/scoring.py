@@ -1,12 +1,12 @@
 """sprites-bench scoring table and the VBench-style aggregation into Quality / Semantic / Total.
 
-Same formula as VBench (research/vbench.md §2): ``norm = (raw - min) / (max - min) * weight`` without
-clipping, Quality = sum(norm) / sum(weights) over the Quality group, Semantic likewise, and
-Total = (4 * Quality + 1 * Semantic) / 5. ``min`` is the chance floor: the raw score of uniform-noise
-videos at the default config (``noise_floor`` in evaluator.py recomputes it; a test keeps the two
-in step), so noise maps to about 0 and a perfect render to 1. dynamic_degree weighs 0.5, as in VBench.
-The arithmetic is harness.evaluation.vbench.ScoringTable's (``SPRITES_BENCH``); this module reports it
-on a 0-1 scale. The label is always ``sprites-bench``: these numbers are not comparable with VBench's.
+Same formula as VBench (docs/references.md#vbench-scoring): ``norm = (raw - min) / (max - min) * weight``
+without clipping, Quality = sum(norm) / sum(weights) over the Quality group, Semantic likewise, and Total
+= (4 * Quality + 1 * Semantic) / 5. ``min`` is the chance floor: the raw score of uniform-noise videos at
+the default config (``noise_floor`` in evaluator.py recomputes it; a test keeps the two in step), so noise
+maps to about 0 and a perfect render to 1. dynamic_degree weighs 0.5, as in VBench. The arithmetic is
+harness.evaluation.vbench.ScoringTable's (``SPRITES_BENCH``); this module reports it on a 0-1 scale. The
+label is always ``sprites-bench``: these numbers are not comparable with VBench's.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``WanWorld``: Wan2.1 backbones behind the World interface, for GPUs, with a ``tiny`` preset for CPU tests.
 
-The same methods, pipelines and studies as the sprites world, on the models the paper used: a 1.3B
-causal student and critic, the 14B bidirectional teacher as the real score (Self Forcing's recipe,
-research/reference_code.md §1.3). Every input is named by the study; nothing is downloaded unless a
-hub id is given, and building a world reads nothing (``harness validate`` runs anywhere): files are
-opened the first time something asks for them.
+The same methods, pipelines and studies as the sprites world, on the models the paper used: a 1.3B causal
+student and critic, the 14B bidirectional teacher as the real score (Self Forcing's recipe,
+docs/references.md#self-forcings-training-recipe). Every input is named by the study; nothing is
+downloaded unless a hub id is given, and building a world reads nothing (``harness validate`` runs
+anywhere): files are opened the first time something asks for them.
 
 Each part is a file the study names, or — only for the ``tiny`` preset — a stand-in built locally:
 
