@@ -31,9 +31,9 @@ def test_a_module_without_chunks_is_not_a_backbone():
 
 def test_a_world_without_reference_models_says_which_row_it_cannot_serve():
     from harness.errors import ConfigError
-    from tests.fake_world import FakeWorld
+    from harness.worlds.toy import ToyWorld
 
-    world = FakeWorld()
+    world = ToyWorld()
     with pytest.raises(ConfigError, match="world cannot sample its teacher"):
         world.sample_teacher(nn.Identity(), ["a red circle"], 0)
     with pytest.raises(ConfigError, match="has no diffusion-forcing model"):
