@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from harness.worlds.toy import ToyWorld
 
 from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
+from harness.worlds.toy import ToyWorld
 from methods.asd import ASD
 from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
 from methods.asd_diagnostics import HeldOutPairs, feature_ratio, separation
@@ -269,3 +269,21 @@ def test_new_options_are_validated():
         ASD(target_ratio=-0.5)
     with pytest.raises(ConfigError, match=r"asd.diagnostic_pairs must be >= 2"):
         ASD(diagnostic_pairs=1)
+
+
+# -- the sweep's constraint on D's held-out accuracy -----------------------------------------------------
+def test_sweep_constraints_read_the_last_logged_value_mean_over_seeds(tmp_path):
+    import json
+
+    from harness.sweep.constraints import INFEASIBLE, constraint_values
+
+    folders = []
+    for seed, last in enumerate((0.7, 0.6)):
+        folder = tmp_path / f"run{seed}"
+        folder.mkdir()
+        rows = [{"step": 0, "critic/heldout_acc_min": 0.5}, {"step": 5, "critic/flow": 1.0},
+                {"step": 9, "critic/heldout_acc_min": last}]
+        (folder / "distill_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        folders.append(folder)
+    values = constraint_values({"critic/heldout_acc_min": 0.6, "critic/missing": 0.0}, folders)
+    assert values[0] == pytest.approx(0.6 - 0.65) and values[1] == INFEASIBLE

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine.executors import execute_job
-from harness.engine.run_spec import RunSpec
 from harness.engine.runner import BUSY, CACHED, PRUNED, RunJob, RunOutcome
 from harness.engine.store import COMPLETE, RunStore
-from harness.engine.study import expand_runs
+from harness.engine.study import RunSpec, expand_runs
+from harness.sweep.constraints import constraint_values
 from harness.sweep.leases import WORKER_ATTR
 from harness.sweep.schema import SweepSpec
 
@@ -51,6 +51,11 @@ class TrialObjective:
         trial.set_user_attr(RUNS_ATTR, [r.short for r in runs])
         outcomes = [self._execute(run, trial if i == 0 else None) for i, run in enumerate(runs)]
         values = [self._value(outcomes, name) for name in self.spec.objective_names]
+        if self.spec.config.constraints:  # Optuna's samplers prefer trials whose constraints are all <= 0
+            folders = [RunStore(self.runs_dir, run.study).run(run.short).path for run in runs]
+            for term, value in zip(self.spec.config.constraints, constraint_values(self.spec.config.constraints,
+                                                                                    folders), strict=True):
+                trial.set_constraint(term, value)
         return values[0] if len(values) == 1 else values
 
     def _execute(self, run: RunSpec, trial: Any | None) -> RunOutcome:

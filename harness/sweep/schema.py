@@ -9,6 +9,7 @@ jsonargparse parser, so its errors read ``key 'sweep.<field>'`` and ``harness ru
       sampler: {class_path: harness.sweep.TPE, init_args: {seed: 0}}
       pruner: {class_path: harness.sweep.Median}
       baselines: [{method.init_args.alpha: 0.1}]    # enqueued once, before the sampler's own points
+      constraints: {critic/heldout_acc_min: 0.6}    # training-log term → lowest feasible value
       n_trials: 20                                  # trials each worker process runs (--n-trials)
 """
 
@@ -42,6 +43,8 @@ class SweepConfig:
         sampler: Which sampler proposes points (TPE; GP; NSGAII for several objectives; Random).
         pruner: Which pruner stops weak trials from ``ctx.report`` values (default: none).
         baselines: Points evaluated first, enqueued once per study (skipped if already there).
+        constraints: Training-log terms → the lowest acceptable value (the mean over the trial's seeds of
+            the term's last logged value); trials below it are infeasible to the sampler (:mod:`.constraints`).
         n_trials: Trials each worker process runs, unless ``--n-trials`` says otherwise.
         max_trials: Stop every worker once the study holds this many complete trials (None: no cap).
         timeout_s: Stop starting trials after this many seconds (``--timeout``).
@@ -56,6 +59,7 @@ class SweepConfig:
     sampler: SamplerPlugin = field(default_factory=lambda: lazy_instance(TPE))
     pruner: PrunerPlugin = field(default_factory=lambda: lazy_instance(NoPruning))
     baselines: list[dict[str, Any]] = field(default_factory=list)
+    constraints: dict[str, float] = field(default_factory=dict)
     n_trials: int = 20
     max_trials: int | None = None
     timeout_s: float | None = None
