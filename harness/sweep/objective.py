@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine.executors import execute_job
+from harness.engine.run_spec import RunSpec
 from harness.engine.runner import BUSY, CACHED, PRUNED, RunJob, RunOutcome
 from harness.engine.store import COMPLETE, RunStore
-from harness.engine.study import RunSpec, expand_runs
+from harness.engine.study import expand_runs
 from harness.sweep.constraints import constraint_values
 from harness.sweep.leases import WORKER_ATTR
 from harness.sweep.schema import SweepSpec
