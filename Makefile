@@ -11,11 +11,10 @@ STUDY ?= studies/ablation_asd.yaml
 PRESET ?= default
 PYTEST_ARGS ?=
 # OpenMP's wait policy (read when torch is imported, hence here) moves a step of the sprites DiT by 2-3x
-# either way (world.py has the figures). Threads that spin while waiting lose their core when other
+# either way (docs/history.md has the figures). Threads that spin while waiting lose their core when other
 # processes share it, so the tests, which run two-rank jobs on 2 cores, wait passively. A study runs alone,
-# where sleeping threads pay a wake-up per small op (the then 30-run main job took 8 minutes with the
-# default policy and 25 with PASSIVE on 2 idle cores). On a machine busy with other work, export
-# OMP_WAIT_POLICY=PASSIVE.
+# where sleeping threads pay a wake-up per small op, so it keeps the default policy. On a machine busy with
+# other work, export OMP_WAIT_POLICY=PASSIVE.
 TEST_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test bench clean vbench-env system-deps

@@ -10,7 +10,7 @@ Prints plain figures for a world preset (default: ``default``):
 * the projected minutes for the preset's teacher steps.
 
 Run: ``python benchmarks/bench_teacher.py [--size default] [--iters 10]``, and again with
-``OMP_WAIT_POLICY=PASSIVE``: the OpenMP wait policy moves a step of this DiT by 2x either way (world.py
+``OMP_WAIT_POLICY=PASSIVE``: the OpenMP wait policy moves a step of this DiT by 2x either way (docs/history.md
 has the figures).
 """
 

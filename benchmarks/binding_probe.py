@@ -10,7 +10,7 @@ worse after every swap; naming the objects in the other order should change noth
     OMP_WAIT_POLICY=PASSIVE python benchmarks/binding_probe.py \
         harness/worlds/sprites/weights/default_teacher
 
-The figures that led to phrase pooling are in harness/worlds/sprites/world.py's module docstring.
+The figures that led to phrase pooling are in docs/history.md.
 """
 
 from __future__ import annotations

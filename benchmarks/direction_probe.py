@@ -10,8 +10,8 @@ goes)::
     OMP_WAIT_POLICY=PASSIVE python benchmarks/direction_probe.py \
         harness/worlds/sprites/weights/default_teacher
 
-This is how the teacher's direction failure was located (the module docstring of
-harness/worlds/sprites/world.py has the figures); a probe takes a few seconds, sampling takes minutes.
+This is how the teacher's direction failure was located (docs/history.md
+has the figures); a probe takes a few seconds, sampling takes minutes.
 """
 
 from __future__ import annotations

@@ -32,16 +32,16 @@ class SpritesDiTConfig:
     prompt_layers: int = 1
     # the token id that separates a prompt's object phrases ("and" in the sprites vocabulary): the prompt
     # encoder's attention then stays inside each phrase, so a word's context vector carries its own object's
-    # words only; None: one phrase. Alone it binds too weakly to matter (world.py has the figures)
+    # words only; None: one phrase. Alone it binds too weakly to matter (docs/history.md has the figures)
     phrase_separator_id: int | None = None
     # with a separator: every word's context vector becomes the mean of its phrase's, so one key carries an
     # object's colour, shape and direction together and a red object's tokens find "moving left" in one
     # attention hop. On in the default world: without it the frozen encoder hands the DiT a bag of words and
-    # the teacher cannot tell which object a word belongs to (world.py has the figures)
+    # the teacher cannot tell which object a word belongs to (docs/history.md has the figures)
     phrase_pooling: bool = False
     cross_attention: bool = True
     # 3D rotary (frame, row, column) queries/keys in self-attention; on in the default world, where it is
-    # what lets the teacher read the axis of a motion from the direction word (world.py has the figures)
+    # what lets the teacher read the axis of a motion from the direction word (figures: docs/history.md)
     rotary_positions: bool = False
     # > 0: per-frame 3x3 convolutions at pixel resolution before patchify and after unpatchify, with this
     # many channels (pixel_layers.py says why); 0: linear patch embedding and head only. Off by default: at

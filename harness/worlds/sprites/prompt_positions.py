@@ -4,7 +4,7 @@ Why: "moving left" means "to the right early, to the left late", so what the dir
 function of word × frame × position. The DiT's other conditioning reaches that product only indirectly:
 adaLN is per frame and position-blind, cross-attention and rotary scores are sums over the frame, row and
 column axes. A teacher trained without this term reads the axis of a motion from the word but not its sign,
-and its outputs are nearly unchanged when time is reversed (world.py has the figures).
+and its outputs are nearly unchanged when time is reversed (docs/history.md has the figures).
 
 The term is ``out((A·pooled) ⊙ (B·frame) ⊙ (C·place))`` with ``rank`` channels, frames and places given as
 sin/cos features of their indices (absolute frame indices, so a KV-cached chunk gets the same term as in

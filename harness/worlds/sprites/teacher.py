@@ -1,7 +1,7 @@
 """Flow-matching training of sprites DiTs on rendered data: the bidirectional teacher (and, with
 per-chunk noise, the diffusion-forcing model), plus safe checkpoint files.
 
-The recipe is what made a teacher learn on 2 CPU cores (measurements in the world's presets): AdamW
+The recipe is what made a teacher learn on 2 CPU cores (reasons in docs/sprites_world.md): AdamW
 with linear warm-up and cosine decay, an EMA of the weights (the EMA is what gets saved and sampled),
 logit-normal timestep sampling (the mid-noise levels where layout and shape are decided get most of
 the updates), gradient clipping, and CFG dropout (the prompt replaced by the null prompt with
@@ -12,9 +12,8 @@ learns to merge opposite direction words.
 A checkpoint is a folder with ``model.safetensors`` and ``model.json`` (format tag, DiT config, world
 config, recipe, metrics); loading checks every one and never unpickles anything.
 
-Retrain the default teacher (17 minutes on 2 idle cores; on cores shared with other work prefix
-OMP_WAIT_POLICY=PASSIVE, which keeps a step from slowing 2x there but took 17 to 27 minutes on idle
-ones, see world.py)::
+Retrain the default teacher (under 20 minutes on 2 cores; on cores shared with other work prefix
+OMP_WAIT_POLICY=PASSIVE; docs/history.md has the timings)::
 
     python -m harness.worlds.sprites.retrain_teacher --size default --out DIR
 
@@ -77,7 +76,7 @@ class FlowRecipe:
     precision: str = "fp32"  # "bf16": CPU autocast (faster matmuls, but slower steps for the small DiT)
     position_init: str = "sincos"  # "sincos": 2D sin/cos spatial table; "random": as built (zero if rotary)
     # keep the prompt encoder as initialised, the way Wan keeps its T5 frozen: trained by the denoising loss
-    # it merges "left" with "right" and the teacher cannot tell them apart (world.py has the figures)
+    # it merges "left" with "right" and the teacher cannot tell them apart (docs/history.md has the figures)
     freeze_prompt_encoder: bool = True
     seed: int = 0
 
@@ -145,8 +144,8 @@ def init_spatial_positions(model: SpritesDiT, max_period: float = 64.0) -> None:
 
     The backbone starts it at 0.02·randn while the frame sinusoid it is added to has norm sqrt(dim/2):
     after the first LayerNorm a token barely knows where it is, and a teacher trained from there
-    scatters object-coloured patches instead of one coherent shape (measured: 25% object class after
-    600 steps). A table of the same norm as the frame sinusoid gives every token its place from step 0.
+    scatters object-coloured patches instead of one coherent shape (docs/history.md). A table of the same
+    norm as the frame sinusoid gives every token its place from step 0.
     """
     model.spatial_position.copy_(grid_sincos(model.config, max_period))
 
