@@ -7,19 +7,40 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from jsonargparse import ArgumentError, ArgumentParser
+from jsonargparse import ArgumentError, ArgumentParser, DefaultHelpFormatter
 
+from harness import __version__
 from harness.commands.ls import ls
 from harness.commands.run import run, validate
 from harness.errors import HarnessError
 
 
-def _study_args(p: ArgumentParser) -> None:
-    p.add_argument("study", type=Path, help="study YAML file")
+class HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with types as a user writes them (``path``, not ``<class 'Path'>``)."""
+
+    def _get_type_str(self, action) -> str | None:
+        text = super()._get_type_str(action)
+        if text is None:
+            return None
+        text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
+        return re.sub(r"\bPath\b", "path", text)
+
+
+def new_parser(description: str | None = None, **kwargs) -> ArgumentParser:
+    """Every command's parser: one-line errors (raised, not printed) and readable help."""
+    return ArgumentParser(description=description, exit_on_error=False, formatter_class=HelpFormatter, **kwargs)
+
+
+def _study_args(p: ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument("study", type=Path, nargs="+", help="study YAML files (or a run's config.yaml)")
+    else:
+        p.add_argument("study", type=Path, help="study YAML file (or a run's config.yaml: reruns that run)")
     p.add_argument("--preset", type=str, default=None, help="a preset defined in the study's 'presets'")
     p.add_argument("-s", "--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                    help="override a key of the study, e.g. --set seeds=[0,1] (repeatable; merges over the preset)")
@@ -29,12 +50,12 @@ def _study_args(p: ArgumentParser) -> None:
 
 
 def _run_parser() -> ArgumentParser:
-    p = ArgumentParser(description=run.__doc__, exit_on_error=False)
+    p = new_parser(run.__doc__)
     _study_args(p)
     p.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path("runs"), help="root of the run store")
     p.add_argument("--cache-dir", dest="cache_dir", type=Path, default=None,
                    help="stage cache shared across studies (default: RUNS_DIR/.stages or $HARNESS_CACHE_DIR)")
-    p.add_argument("--workers", type=int, default=None, help="run N runs at once in a local process pool")
+    p.add_argument("--workers", type=int, default=None, help="run N runs at once in a local process pool (N >= 1)")
     p.add_argument("--force", action="store_true", help="recompute runs even when complete")
     p.add_argument("--plain", action="store_true", help="log lines instead of a live display")
     p.add_argument("--no-report", dest="no_report", action="store_true",
@@ -43,13 +64,13 @@ def _run_parser() -> ArgumentParser:
 
 
 def _validate_parser() -> ArgumentParser:
-    p = ArgumentParser(description=validate.__doc__, exit_on_error=False)
-    _study_args(p)
+    p = new_parser(validate.__doc__)
+    _study_args(p, several=True)
     return p
 
 
 def _ls_parser() -> ArgumentParser:
-    p = ArgumentParser(description=ls.__doc__, exit_on_error=False)
+    p = new_parser(ls.__doc__)
     p.add_argument("runs_dir", type=Path, nargs="?", default=Path("runs"), help="a runs folder or one study's folder")
     return p
 
@@ -57,17 +78,21 @@ def _ls_parser() -> ArgumentParser:
 def _eval_parser() -> ArgumentParser:
     from harness.commands.eval import eval_command
 
-    p = ArgumentParser(description=(eval_command.__doc__ or "").split("\n")[0], exit_on_error=False)
+    p = new_parser((eval_command.__doc__ or "").split("\n")[0])
     p.add_argument("samples_dir", type=Path, help="folder of .mp4 samples (with sidecar JSON, or named {prompt}-{i}.mp4)")
     p.add_argument("--backend", type=str, default="vbench", help="vbench (its own environment) or weight-free")
     p.add_argument("--dimensions", type=list[str] | None, default=None, help="VBench dimension keys, e.g. [temporal_flickering]")
     p.add_argument("--mode", type=str, default="vbench_standard", help="vbench_standard or custom_input")
-    p.add_argument("--output_dir", type=Path | None, default=None, help="staged videos, vbench log and results")
+    p.add_argument("--output-dir", dest="output_dir", type=Path | None, default=None,
+                   help="where results.json goes (with vbench: also the staged videos and its log)")
     p.add_argument("--device", type=str, default="cpu", help="torch device for vbench")
-    p.add_argument("--full_info", type=Path | None, default=None, help="a VBench_full_info.json")
-    p.add_argument("--extended_prompts", type=Path | None, default=None, help="extended prompt list aligned with the suite")
-    p.add_argument("--vbench_python", type=Path | None, default=None, help="the vbench environment's python")
-    p.add_argument("--timeout_s", type=float | None, default=None, help="stop vbench after this many seconds")
+    p.add_argument("--full-info", dest="full_info", type=Path | None, default=None, help="a VBench_full_info.json")
+    p.add_argument("--extended-prompts", dest="extended_prompts", type=Path | None, default=None,
+                   help="extended prompt list aligned with the suite")
+    p.add_argument("--vbench-python", dest="vbench_python", type=Path | None, default=None,
+                   help="the vbench environment's python")
+    p.add_argument("--timeout-s", dest="timeout_s", type=float | None, default=None,
+                   help="stop vbench after this many seconds")
     return p
 
 
@@ -81,7 +106,7 @@ def _eval(**kwargs) -> int:
 def _report_parser() -> ArgumentParser:
     from harness.commands.report import report
 
-    p = ArgumentParser(description=(report.__doc__ or "").split("\n")[0], exit_on_error=False)
+    p = new_parser((report.__doc__ or "").split("\n")[0])
     p.add_argument("runs_dir", type=Path, nargs="?", default=Path("runs"), help="a runs folder or one study's folder")
     p.add_argument("--study", type=str | None, default=None, help="report only this study of the folder")
     return p
@@ -132,12 +157,25 @@ COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="harness", description="Few-step causal video distillation harness.",
-                            exit_on_error=False)
+    parser = new_parser("Few-step causal video distillation harness.", prog="harness")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subcommands(dest="command")
     for name, (make, fn) in COMMANDS.items():
         sub.add_subcommand(name, make(), help=(fn.__doc__ or "").strip().splitlines()[0])
     return parser
+
+
+def normalise_options(argv: list[str]) -> list[str]:
+    """``--output_dir`` reads as ``--output-dir``: every option is spelled with dashes, and the underscore
+    spelling of older releases keeps working without appearing in the help. jsonargparse reserves
+    ``--print_config`` for its own config files; ours prints the study."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and "_" in arg.split("=", 1)[0]:
+            name, eq, value = arg.partition("=")
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,9 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     # last on the path, so a folder holding its own `methods/` or `harness/` cannot replace the project's.
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+    try:
+        return _main(normalise_options(sys.argv[1:] if argv is None else list(argv)))
+    except BrokenPipeError:  # `harness ls | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    # jsonargparse reserves the spelling --print_config for its own config files; ours prints the study.
-    argv = ["--print-config" if a == "--print_config" else a for a in (sys.argv[1:] if argv is None else argv)]
+    if not argv:
+        parser.print_help()
+        return 0
     try:
         cfg = parser.parse_args(argv)
     except ArgumentError as exc:
@@ -159,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     _, fn = COMMANDS[name]
     kwargs = dict(cfg[name].as_dict()) if hasattr(cfg[name], "as_dict") else dict(vars(cfg[name]))
     try:
-        return int(fn(**kwargs) or 0)
+        code = int(fn(**kwargs) or 0)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    sys.stdout.flush()  # a closed pipe shows here, inside main's handler, not at interpreter exit
+    return code
 
 
 if __name__ == "__main__":

@@ -5,21 +5,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-
+from harness.commands import study_file
 from harness.engine.driver import DEFAULT_RUNS_DIR, check_output_folders, make_executor, run_study
 from harness.engine.progress import make_progress
-from harness.engine.study import ResolvedStudy, check_instantiable, load_study
-from harness.errors import HarnessError
+from harness.engine.study import ResolvedStudy, check_instantiable
+from harness.errors import ConfigError, HarnessError
 
 
 def run(study: Path, preset: str | None = None, overrides: list[str] | None = None,
         runs_dir: Path = Path(DEFAULT_RUNS_DIR), cache_dir: Path | None = None, workers: int | None = None,
         force: bool = False, print_config: bool = False, plain: bool = False, no_report: bool = False) -> int:
     """Run every run of a study that is not complete yet; complete runs are skipped, dead ones resumed."""
-    resolved = load_study(study, preset, overrides)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    loaded, resolved = study_file.load(study, preset, overrides)
     if print_config:
-        sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
+        study_file.print_config(loaded, resolved)
         return 0
     check_output_folders(runs_dir, cache_dir)
     check_instantiable(resolved)  # every plugin is built once before anything is written
@@ -58,15 +59,26 @@ def _report(runs_dir: Path, study: str) -> None:
     print(f"report: {result.index}")
 
 
-def validate(study: Path, preset: str | None = None, overrides: list[str] | None = None,
+def validate(study: list[Path], preset: str | None = None, overrides: list[str] | None = None,
              print_config: bool = False) -> int:
-    """Parse a study and build every plugin it names, without running anything."""
-    resolved = load_study(study, preset, overrides)
-    if print_config:
-        sys.stdout.write(yaml.safe_dump(resolved.config, sort_keys=False))
-    built = check_instantiable(resolved)
-    warn_merged_rows(resolved)
-    seeds = resolved.config["seeds"]
-    print(f"ok: {study} — study '{resolved.name}', {len(resolved.runs)} runs "
-          f"({len(built)} distinct pipelines × {len(seeds)} seeds), every plugin built")
-    return 0
+    """Parse studies and build every plugin they name, without running anything."""
+    failed = 0
+    paths = [study] if isinstance(study, (str, Path)) else list(study)
+    for i, path in enumerate(paths):
+        try:
+            loaded, resolved = study_file.load(path, preset, overrides)
+            if print_config:  # the resolved study, nothing else: the output is itself a study file
+                if len(paths) > 1:  # one YAML document per file
+                    sys.stdout.write(("---\n" if i else "") + f"# {path}\n")
+                study_file.print_config(loaded, resolved)
+                continue
+            built = check_instantiable(resolved)
+        except HarnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        warn_merged_rows(resolved)
+        seeds = resolved.config["seeds"]
+        print(f"ok: {path} — study '{resolved.name}', {len(resolved.runs)} runs "
+              f"({len(built)} distinct pipelines × {len(seeds)} seeds), every plugin built")
+    return 2 if failed else 0

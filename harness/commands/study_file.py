@@ -1,0 +1,100 @@
+"""What ``run``, ``validate`` and ``sweep`` accept as a study: a study file, or one run's ``config.yaml``.
+
+A run folder's ``config.yaml`` (``runs/<study>/<hash>/config.yaml``) is read as a one-run study with the
+run's labels, seed and resolved pipeline, and the tracker, executor and presets of its study (from the
+``study.json`` beside it), so ``harness run runs/s/<hash>/config.yaml`` reruns exactly that run (same hash).
+``--print-config`` output is a study file that loads back to the same runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.engine.config import (
+    LoadedStudy,
+    check_allowlist,
+    deep_merge,
+    expand_dotted,
+    load_raw_study,
+    parse_override,
+    read_yaml,
+)
+from harness.engine.study import ResolvedStudy, resolve_study
+from harness.errors import ConfigError
+
+RUN_CONFIG_KEYS = {"hash", "labels", "pipeline", "seed"}
+# Study keys typed ``Any`` in the schema: the typed parse reads their strings as YAML ("1" → 1), so the
+# printed study takes them from the file as written.
+AS_WRITTEN = ("grid", "presets")
+
+
+def is_run_config(raw: Mapping[str, Any]) -> bool:
+    return RUN_CONFIG_KEYS <= set(raw) and "grid" not in raw
+
+
+def load(path: Path, preset: str | None = None, overrides: list[str] | None = None) -> tuple[LoadedStudy, ResolvedStudy]:
+    """The loaded file (presets and overrides applied) and the study it resolves to."""
+    path = Path(path)
+    raw = read_yaml(path)
+    loaded = _run_as_study(path, raw, preset, overrides) if is_run_config(raw) else load_raw_study(path, preset, overrides)
+    return loaded, resolve_study(loaded)
+
+
+def _run_as_study(path: Path, raw: Mapping[str, Any], preset: str | None, overrides: list[str] | None) -> LoadedStudy:
+    manifest = _study_manifest(path)
+    labels = raw.get("labels") or {}
+    study: dict[str, Any] = {"name": raw.get("study") or manifest.get("name") or path.parent.parent.name,
+                             "pipeline": raw["pipeline"], "seeds": [raw["seed"]]}
+    if labels:  # the run's row: one level per axis, adding nothing to the pipeline
+        study["grid"] = [{str(axis): {str(level): {}} for axis, level in labels.items()}]
+    for key in ("tracker", "executor", "allow_modules", "presets", "description"):
+        if manifest.get(key) is not None:
+            study[key] = manifest[key]
+    run_overrides: dict[str, Any] = {}
+    presets = study.get("presets") or {}
+    if preset is not None:
+        if preset not in presets:
+            raise ConfigError(f"{path}: unknown preset '{preset}' (its study defines: {', '.join(sorted(presets)) or 'none'})")
+        study = deep_merge(study, presets[preset])
+        run_overrides = deep_merge(run_overrides, expand_dotted(presets[preset]).get("pipeline") or {})
+    for text in overrides or []:
+        key, value = parse_override(text)
+        study = deep_merge(study, {key: value})
+        run_overrides = deep_merge(run_overrides, expand_dotted({key: value}).get("pipeline") or {})
+    check_allowlist(study, list(study.get("allow_modules") or []), str(path))
+    return LoadedStudy(path=path, raw=study, preset=preset, overrides=list(overrides or []), run_overrides=run_overrides)
+
+
+def _study_manifest(run_config: Path) -> dict[str, Any]:
+    """The resolved config of the run's study, from ``<study>/study.json``; empty when absent."""
+    import json
+
+    manifest = run_config.parent.parent / "study.json"
+    try:
+        config = json.loads(manifest.read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def printable(loaded: LoadedStudy, resolved: ResolvedStudy) -> dict[str, Any]:
+    """The resolved study as a study file: typed values, with the ``Any`` keys as written."""
+    config = dict(resolved.config)
+    for key in AS_WRITTEN:
+        if key in loaded.raw:
+            config[key] = loaded.raw[key]
+    return config
+
+
+def print_config(loaded: LoadedStudy, resolved: ResolvedStudy) -> None:
+    sys.stdout.write(dump(printable(loaded, resolved)))
+
+
+def dump(config: Mapping[str, Any]) -> str:
+    """YAML that reads back to the same values: a string that looks like a number or a bool is quoted."""
+    return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
