@@ -17,7 +17,6 @@ has the figures).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import sys
 import time
@@ -30,17 +29,11 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_backbone import counted_flops, matmul_rate
+from harness.training.ema import EMA
+from harness.training.fit import apply_gradients, optimizer
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
-from harness.worlds.sprites.teacher import (
-    FlowRecipe,
-    apply_gradients,
-    ema_update,
-    flow_loss,
-    flow_optimizer,
-    null_tokens,
-    trained_parameters,
-)
+from harness.worlds.sprites.teacher import FlowRecipe, flow_loss, null_tokens, trained_parameters
 from harness.worlds.sprites.world import WorldPreset, world_preset
 
 
@@ -60,15 +53,15 @@ def _step(model, ema, trained, opt, data, rng, recipe: FlowRecipe, gen, null, st
     x0, ids, _, _ = data.batch(recipe.batch_size, rng)
     loss = flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None)
     apply_gradients(loss, trained, opt, recipe)
-    ema_update(ema, model, recipe.ema_decay, step)
+    ema.update(model, step)
 
 
 def teacher_figures(preset: WorldPreset, recipe: FlowRecipe, iters: int) -> tuple[float, float]:
     """(steps/s, FLOPs per step) of the teacher's training step under ``recipe``."""
     model = SpritesDiT(preset.dit)
-    ema = copy.deepcopy(model).requires_grad_(False)
+    ema = EMA(recipe.ema_decay, warmup=True).track(model)
     trained = trained_parameters(model, recipe.freeze_prompt_encoder)
-    opt = flow_optimizer(trained, recipe)
+    opt = optimizer(trained, recipe)
     data, rng = SpritesData(preset.world), np.random.default_rng(0)
     gen, null = torch.Generator().manual_seed(0), null_tokens(recipe.batch_size)
     with FlopCounterMode(display=False) as counter:

@@ -18,7 +18,6 @@ checkpoints; every rank resumes from the same checkpoint.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from harness.parallel import ranks
 from harness.parallel.data_parallel import Ranks
 from harness.parallel.fsdp import gather_state, load_optimizer_state, scatter_state
 from harness.parallel.strategies import STRATEGIES, training_ranks
+from harness.training.ema import EMA
 from methods.base import TrainContext
 from methods.training_eval import EvalSettings, TrainingEval
 
@@ -94,48 +94,20 @@ class StepOutput:
 
 
 class TrainingRecipe(Protocol):
-    """What a method hands the loop: the two trainable parts and one step of each."""
+    """What a method hands the loop: the generator, an optional critic, and one step of each.
+
+    ``critic`` is everything the critic optimiser updates (fake score, discriminator head); a method
+    without one (``critic = None``, no ``critic_step``) gets no critic optimiser, and its generator is
+    updated on every step."""
 
     generator: nn.Module
-    critic: nn.Module  # everything the critic optimiser updates (fake score, discriminator head)
+    critic: nn.Module | None
     # optional ``critic_param_groups() -> list[dict]``: the critic optimiser's parameter groups (ASD gives
     # its discriminator head its own lr and betas); without it one group holds ``critic.parameters()``
 
     def generator_step(self, step: int, noise: NoiseSource) -> StepOutput: ...
 
     def critic_step(self, step: int, noise: NoiseSource) -> StepOutput: ...
-
-
-class EMA:
-    """Exponential moving average of a model's floating-point state, created at ``start_step``."""
-
-    def __init__(self, decay: float, start_step: int) -> None:
-        self.decay, self.start_step = decay, start_step
-        self.shadow: dict[str, torch.Tensor] = {}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        if step < self.start_step:
-            return
-        state = model.state_dict()
-        if not self.shadow:
-            self.shadow = {k: v.detach().clone() for k, v in state.items()}
-            return
-        for key, value in state.items():
-            if value.is_floating_point():
-                self.shadow[key].lerp_(value, 1.0 - self.decay)
-            else:
-                self.shadow[key].copy_(value)
-
-    def averaged(self, model: nn.Module, shadow: dict[str, torch.Tensor] | None = None) -> nn.Module:
-        """A copy of ``model`` carrying the EMA weights (``shadow`` when given, e.g. gathered from shards;
-        the model itself when no EMA exists yet)."""
-        weights = self.shadow if shadow is None else shadow
-        if not weights:
-            return model
-        twin = copy.deepcopy(model)
-        twin.load_state_dict(weights)
-        return twin
 
 
 def _hold(module: nn.Module) -> set[str]:
@@ -181,13 +153,14 @@ class Trainer:
         s = self.settings
         self.ranks.prepare(recipe)  # FSDP shards the models here, before the optimisers see them
         self.opt_g = self._optimiser(recipe.generator, s.lr_generator)
-        self.opt_c = self._critic_optimiser(recipe)
+        critic = getattr(recipe, "critic", None)
+        self.opt_c = self._critic_optimiser(recipe) if critic is not None else None
         self.ema = EMA(s.ema_decay, s.ema_start_step)
         self.hook = TrainingEval(s.eval, self._evaluator())
         step = self._resume(recipe, noise)
-        self.ranks.sync_weights(recipe.generator, recipe.critic)
+        self.ranks.sync_weights(*(m for m in (recipe.generator, critic) if m is not None))
         noise = self.ranks.shard_noise(noise, s.batch_size)  # the same generator, this rank's rows
-        ratio = s.critic_updates_per_generator
+        ratio = s.critic_updates_per_generator if critic is not None else 1
         if step == 0 and self.ranks.writer and (before := self._evaluate(recipe, 0)):
             self.ctx.log(before, 0)  # its own row: with eval.every 1 the first update's scores share step 0
         row: dict[str, float] = {}
@@ -196,17 +169,16 @@ class Trainer:
                 g_step = recipe.generator_step
                 row.update(
                     self._update(
-                        "generator", g_step, recipe.generator, recipe.critic, self.opt_g, step, noise
+                        "generator", g_step, recipe.generator, critic, self.opt_g, step, noise
                     )
                 )
                 self.ema.update(recipe.generator, step)
                 updates = step // ratio + 1
                 if s.eval.due(updates, last=step + ratio >= s.steps):
                     row.update(self._evaluate(recipe, updates))
-            c_step = recipe.critic_step
-            row.update(
-                self._update("critic", c_step, recipe.critic, recipe.generator, self.opt_c, step, noise)
-            )
+            if critic is not None:
+                c_step = recipe.critic_step
+                row.update(self._update("critic", c_step, critic, recipe.generator, self.opt_c, step, noise))
             if self.ranks.writer:  # rank 0 alone logs, reports and writes checkpoints
                 self.ctx.log(row, step)
             row = {}
@@ -240,7 +212,7 @@ class Trainer:
         role: str,
         compute: Callable[[int, NoiseSource], StepOutput],
         trained: nn.Module,
-        frozen: nn.Module,
+        frozen: nn.Module | None,
         optimiser: torch.optim.Optimizer,
         step: int,
         noise: NoiseSource,
@@ -249,7 +221,7 @@ class Trainer:
 
         Loss terms are averaged over ranks before they are checked, so every rank raises together.
         """
-        held = _hold(frozen)
+        held = _hold(frozen) if frozen is not None else set()
         try:
             optimiser.zero_grad(set_to_none=True)
             out = compute(step, noise)
@@ -263,7 +235,8 @@ class Trainer:
             row[f"{role}/grad_norm"] = _finite(norm, f"{role} gradient norm", step)
             optimiser.step()
         finally:
-            _set_trainable(frozen, held, True)
+            if frozen is not None:
+                _set_trainable(frozen, held, True)
         metrics = self.ranks.mean({k: float(v) for k, v in out.metrics.items()})
         row.update({f"{role}/{k}": v for k, v in metrics.items()})
         return row
@@ -273,13 +246,10 @@ class Trainer:
     def _save(self, recipe: TrainingRecipe, noise: NoiseSource, step: int) -> None:
         """Every rank gathers sharded state into full tensors (a collective under FSDP, a no-op
         otherwise: checkpoints have the single-process format); the writer alone writes."""
-        models = {
-            "generator": recipe.generator.state_dict(),
-            "critic": recipe.critic.state_dict(),
-            "opt_generator": self.opt_g.state_dict(),
-            "opt_critic": self.opt_c.state_dict(),
-            "ema": self.ema.shadow,
-        }
+        models = {"generator": recipe.generator.state_dict(), "opt_generator": self.opt_g.state_dict(),
+                  "ema": self.ema.shadow}
+        if self.opt_c is not None:
+            models.update(critic=recipe.critic.state_dict(), opt_critic=self.opt_c.state_dict())
         full = gather_state(models, keep=self.ranks.writer)
         if self.ranks.writer:
             rng = {"noise_rng": noise.get_state(), "torch_rng": torch.get_rng_state()}
@@ -299,9 +269,10 @@ class Trainer:
         state = found[1] if found is not None else self.store.load(step)
         try:
             recipe.generator.load_state_dict(scatter_state(recipe.generator, state["generator"]))
-            recipe.critic.load_state_dict(scatter_state(recipe.critic, state["critic"]))
             load_optimizer_state(self.opt_g, state["opt_generator"])
-            load_optimizer_state(self.opt_c, state["opt_critic"])
+            if self.opt_c is not None:
+                recipe.critic.load_state_dict(scatter_state(recipe.critic, state["critic"]))
+                load_optimizer_state(self.opt_c, state["opt_critic"])
             ema = state["ema"]
             self.ema.shadow = scatter_state(recipe.generator, ema) if ema else {}
         except (KeyError, RuntimeError, ValueError) as exc:

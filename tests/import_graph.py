@@ -11,7 +11,8 @@ Layers, lowest first; a module may import its own layer or a lower one, never a 
    knowing nothing of runs or models.
 2. ``harness.engine``: study files → run store → execution; it runs any pipeline without knowing a model.
 3. ``harness.worlds.base``, ``harness.evaluation``: what a world and a metric provide.
-4. ``harness.diffusion``: conventions, schedules, the causal sampler, the KV cache, the Backbone protocol.
+4. ``harness.diffusion``: conventions, schedules, the causal sampler, the KV cache, the Backbone protocol;
+   ``harness.training``: the EMA and the one-model fit loop.
 5. ``harness.parallel`` (the training strategies: DDP, FSDP2).
 6. plugins: ``methods``, the worlds themselves, ``harness.pipelines``, ``harness.executors``,
    ``harness.sweep``.
@@ -42,6 +43,7 @@ LAYERS: dict[str, int] = {
     "harness.worlds.base": 3,
     "harness.evaluation": 3,
     "harness.diffusion": 4,
+    "harness.training": 4,
     "harness.parallel": 5,
     "methods": 6,
     "harness.worlds.sprites": 6,

@@ -13,9 +13,10 @@ from harness.diffusion.kv_cache import KVCache
 from harness.diffusion.ode import ode_timesteps, sample_ode
 from harness.engine.stages import StageCache
 from harness.errors import CheckpointError, ConfigError
+from harness.training.fit import lr_factor
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
-from harness.worlds.sprites.teacher import FlowRecipe, load_model, lr_factor, save_model, train_flow
+from harness.worlds.sprites.teacher import FlowRecipe, load_model, save_model, train_flow
 from harness.worlds.sprites.world import SpritesWorld, world_preset
 
 torch.set_num_threads(1)
@@ -173,23 +174,25 @@ def test_lr_schedule_warms_up_and_decays():
 
 
 def test_ema_moves_every_parameter_toward_the_model_by_the_warmed_up_decay():
-    from harness.worlds.sprites.teacher import ema_update
+    from harness.training.ema import EMA
 
-    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    model, start = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
-        for p in ema.parameters():
+        for p in start.parameters():
             p.fill_(0.0)
-    ema_update(ema, model, decay=0.99, step=0)  # warm-up: d = min(0.99, 1/10) = 0.1
-    assert all(torch.allclose(p, torch.full_like(p, 0.9)) for p in ema.parameters())
-    ema_update(ema, model, decay=0.5, step=1000)  # past the warm-up: d = 0.5
-    assert all(torch.allclose(p, torch.full_like(p, 0.95)) for p in ema.parameters())
+    ema = EMA(0.99, warmup=True).track(start)
+    ema.update(model, step=0)  # warm-up: d = min(0.99, 1/10) = 0.1
+    assert all(torch.allclose(v, torch.full_like(v, 0.9)) for v in ema.shadow.values())
+    ema.decay = 0.5
+    ema.update(model, step=1000)  # past the warm-up: d = 0.5
+    assert all(torch.allclose(v, torch.full_like(v, 0.95)) for v in ema.shadow.values())
     assert all(torch.equal(p, torch.ones_like(p)) for p in model.parameters())  # the model is untouched
 
 
 def test_a_gradient_step_clips_the_global_norm_to_the_recipe():
-    from harness.worlds.sprites.teacher import apply_gradients
+    from harness.training.fit import apply_gradients
 
     a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(4))
     opt = torch.optim.SGD([a, b], lr=1.0)
@@ -202,12 +205,12 @@ def test_a_gradient_step_clips_the_global_norm_to_the_recipe():
 
 
 def test_the_causal_init_optimises_with_its_own_recipe_fields():
+    from harness.training.fit import optimizer
     from harness.worlds.sprites.causal_init import CausalInitRecipe, _as_flow_recipe
-    from harness.worlds.sprites.teacher import flow_optimizer
 
     recipe = CausalInitRecipe(lr=3e-4, grad_clip=0.5, steps=40, warmup=4)
     flow = _as_flow_recipe(recipe)
-    group = flow_optimizer([torch.nn.Parameter(torch.zeros(2))], flow).param_groups[0]
+    group = optimizer([torch.nn.Parameter(torch.zeros(2))], flow).param_groups[0]
     assert (group["lr"], group["betas"], group["weight_decay"]) == (3e-4, (0.9, 0.99), 0.0)
     assert (flow.grad_clip, flow.steps, flow.warmup, flow.min_lr_ratio) == (0.5, 40, 4, recipe.min_lr_ratio)
 

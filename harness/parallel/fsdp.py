@@ -173,11 +173,12 @@ class FullyShardedRanks(DataParallel):
         The writer first keeps an unsharded CPU copy of the generator: what :meth:`export` fills with the
         gathered weights at the end.
         """
-        DataParallel.sync_weights(self, recipe.generator, recipe.critic)
+        critic = getattr(recipe, "critic", None)
+        DataParallel.sync_weights(self, *(m for m in (recipe.generator, critic) if m is not None))
         if self.writer:
             self._plain[id(recipe.generator)] = copy.deepcopy(recipe.generator).cpu()
         teacher = getattr(recipe, "teacher", None)
-        for module in (recipe.generator, recipe.critic, teacher):
+        for module in (recipe.generator, critic, teacher):
             if module is not None:
                 shard_module(module, self.mesh, self.policy)
 

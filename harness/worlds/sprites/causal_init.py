@@ -24,16 +24,13 @@ from torch import nn
 from harness.diffusion.conventions import DEFAULT_SHIFT, DEFAULT_STEP_LIST, warp_timesteps, x0_from_v
 from harness.diffusion.kv_cache import KVCache
 from harness.diffusion.ode import sample_ode
-from harness.errors import ConfigError, TrainingDiverged
+from harness.errors import ConfigError
+from harness.training.fit import fit
 from harness.worlds.base import Guidance
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.prompts import PromptSuite, encode_batch
 from harness.worlds.sprites.teacher import (
     Progress,
-    apply_gradients,
-    ema_update,
-    flow_optimizer,
-    lr_factor,
     null_tokens,
     save_model,
     trained_parameters,
@@ -137,35 +134,22 @@ def train_causal_init(teacher: SpritesDiT, world: SpritesConfig, recipe: CausalI
     pair_seconds = time.perf_counter() - started
     student = SpritesDiT(teacher.config)
     student.load_state_dict(teacher.state_dict())
-    ema = SpritesDiT(teacher.config)
-    ema.load_state_dict(teacher.state_dict())
-    ema.requires_grad_(False)
     trained = trained_parameters(student, recipe.freeze_prompt_encoder)
-    optimisation = _as_flow_recipe(recipe)
-    opt = flow_optimizer(trained, optimisation)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, optimisation))
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     timesteps = torch.tensor(pairs.timesteps)
     chunks = world.frames // teacher.config.frames_per_chunk
-    losses = []
-    student.train()
-    for step in range(recipe.steps):
+
+    def step_loss(step: int) -> torch.Tensor:
         idx = torch.randint(0, len(pairs.x0), (recipe.batch_size,), generator=gen)
         choice = torch.randint(0, len(pairs.timesteps), (recipe.batch_size, chunks), generator=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
-            loss = regression_loss(student, pairs.states[idx], pairs.x0[idx], pairs.cond[idx], timesteps, choice)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"causal init regression loss is {float(loss)} at step {step}")
-        apply_gradients(loss, trained, opt, optimisation)
-        sched.step()
-        ema_update(ema, student, recipe.ema_decay, step)
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step + 1, recipe.steps)
-    tail = losses[-max(1, len(losses) // 10):]
+            return regression_loss(student, pairs.states[idx], pairs.x0[idx], pairs.cond[idx], timesteps, choice)
+
+    result = fit(student, trained, step_loss, _as_flow_recipe(recipe), what="causal init regression loss",
+                 progress=progress)
     metrics = {"pair_seconds": round(pair_seconds, 2), "train_seconds": round(time.perf_counter() - started, 2),
-               "first_loss": losses[0], "final_loss": float(np.mean(tail))}
-    return ema.eval(), metrics
+               **result.summary()}
+    return result.model, metrics
 
 
 def build_causal_init(out_dir: str | Path, teacher: SpritesDiT, world: SpritesConfig, recipe: CausalInitRecipe,
@@ -179,8 +163,7 @@ def build_causal_init(out_dir: str | Path, teacher: SpritesDiT, world: SpritesCo
 
 
 def _as_flow_recipe(recipe: CausalInitRecipe):
-    """The optimiser and LR-schedule fields as a FlowRecipe, so both trainers share the optimiser, the
-    gradient step and ``lr_factor``."""
+    """The optimisation fields as a FlowRecipe, what :func:`harness.training.fit.fit` reads."""
     from harness.worlds.sprites.teacher import FlowRecipe
 
     return FlowRecipe(steps=recipe.steps, warmup=recipe.warmup, min_lr_ratio=recipe.min_lr_ratio, lr=recipe.lr,

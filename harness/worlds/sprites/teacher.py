@@ -22,10 +22,7 @@ The project ships the weights this command wrote (shipped.py says where and when
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,9 +33,10 @@ import torch
 from torch import nn
 
 from harness.diffusion.conventions import add_noise, flow_target, shift_sigma
-from harness.errors import CheckpointError, ConfigError, TrainingDiverged
+from harness.errors import CheckpointError, ConfigError
 from harness.io.weights import load_weights, save_weights
 from harness.io.weights import read_meta as read_json_meta
+from harness.training.fit import fit
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.dit_config import SpritesDiTConfig
@@ -121,23 +119,6 @@ def sample_sigmas(batch: int, frames: int, frames_per_chunk: int | None, recipe:
     return per_chunk.repeat_interleave(frames_per_chunk, dim=1)
 
 
-def lr_factor(step: int, recipe: FlowRecipe) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
-    if step < recipe.warmup:
-        return (step + 1) / recipe.warmup
-    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
-    return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
-    """EMA with a warm-up on the decay, so early weights do not linger."""
-    d = min(decay, (1 + step) / (10 + step))
-    # one multi-tensor kernel instead of one small op per parameter: the per-op overhead is a real share
-    # of a step of the small sprites DiT on a CPU
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
-
-
 @torch.no_grad()
 def init_spatial_positions(model: SpritesDiT, max_period: float = 64.0) -> None:
     """Overwrite the learned spatial position table with a 2D sin/cos table (half the dims per axis).
@@ -175,21 +156,6 @@ def flow_loss(model: SpritesDiT, x0: torch.Tensor, ids: torch.Tensor, null: torc
     return (v.float() - flow_target(x0, noise)).square().mean()
 
 
-def flow_optimizer(trained: list[nn.Parameter], recipe: FlowRecipe) -> torch.optim.AdamW:
-    """The recipe's AdamW, fused: one kernel for all parameters instead of several small ops per
-    parameter, whose overhead was a real share of a default teacher step on 2 CPU cores."""
-    return torch.optim.AdamW(trained, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay, fused=True)
-
-
-def apply_gradients(loss: torch.Tensor, trained: list[nn.Parameter], opt: torch.optim.Optimizer,
-                    recipe: FlowRecipe) -> None:
-    """Backward, clip the global gradient norm (multi-tensor) and step."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(trained, recipe.grad_clip, foreach=True)
-    opt.step()
-
-
 def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, causal: bool,
                per_chunk_noise: bool, progress: Progress | None = None) -> tuple[SpritesDiT, dict[str, Any]]:
     """Train ``model`` with the flow loss on fresh rendered batches; returns (EMA model, metrics)."""
@@ -198,30 +164,18 @@ def train_flow(model: SpritesDiT, world: SpritesConfig, recipe: FlowRecipe, *, c
     gen = torch.Generator().manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     data = SpritesData(world)
-    ema = copy.deepcopy(model).requires_grad_(False)
     trained = trained_parameters(model, recipe.freeze_prompt_encoder)
-    opt = flow_optimizer(trained, recipe)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, recipe))
     fpc = model.config.frames_per_chunk if per_chunk_noise else None
     null = null_tokens(recipe.batch_size)
-    losses, started = [], time.perf_counter()
-    model.train()
-    for step in range(recipe.steps):
+
+    def step_loss(step: int) -> torch.Tensor:
         x0, ids, _, _ = data.batch(recipe.batch_size, rng)
-        loss = flow_loss(model, x0, ids, null, recipe, gen, causal=causal, frames_per_chunk=fpc)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"flow loss is {float(loss)} at step {step}")
-        apply_gradients(loss, trained, opt, recipe)
-        sched.step()
-        ema_update(ema, model, recipe.ema_decay, step)
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step + 1, recipe.steps)
-    seconds = time.perf_counter() - started
-    tail = losses[-max(1, len(losses) // 10):]
-    metrics = {"train_seconds": round(seconds, 2), "steps_per_second": round(recipe.steps / seconds, 3),
-               "final_loss": float(np.mean(tail)), "first_loss": losses[0]}
-    return ema.eval(), metrics
+        return flow_loss(model, x0, ids, null, recipe, gen, causal=causal, frames_per_chunk=fpc)
+
+    result = fit(model, trained, step_loss, recipe, what="flow loss", progress=progress)
+    metrics = {"train_seconds": round(result.seconds, 2), "steps_per_second": round(recipe.steps / result.seconds, 3),
+               **result.summary()}
+    return result.model, metrics
 
 
 def train_teacher(out_dir: str | Path, world: SpritesConfig, dit: SpritesDiTConfig, recipe: FlowRecipe,
