@@ -36,10 +36,8 @@ HEADS = {"color": len(COLOR_NAMES), "shape": len(SHAPES), "direction": len(DIREC
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Defaults sized on the default world. 800 steps took 168-315 s while the 2 cores were shared 2-5
-    ways (the motion stem alone did 300 steps in 8.8 s on idle cores; idle timing of 800 steps not
-    measured). After them colour, direction and object count were right on >= 99% of 256 eval videos
-    and the set of shapes on 69-79% (benchmarks/bench_sprites_eval.py --train-classifier)."""
+    """Defaults sized on the default world: enough steps that colour, direction and object count are
+    near-perfect on held-out videos, in a few minutes (figures: docs/history.md)."""
 
     steps: int = 800
     batch_size: int = 64
