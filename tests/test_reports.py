@@ -28,7 +28,8 @@ from tests import report_fixtures as fx
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "install_chromium.sh"
-FIGURES = ("dimensions.png", "frontier.png", "qualitative.png", "x0_cosine.png", "training_curves.png",
+# no x0_cosine.png: Fig. 4 is drawn from 4-step runs, which this fixture has none of (see the test below)
+FIGURES = ("dimensions.png", "frontier.png", "qualitative.png", "training_curves.png",
            "learning_total_updates.png", "learning_total_seconds.png", "learning_semantic.png", "dmd_diagnostics.png")
 
 
@@ -146,8 +147,10 @@ def test_report_files_and_csv_numbers(built):
 def test_figures_have_the_expected_layout(built):
     runs, _ = built
     with Image.open(runs / "report" / "qualitative.png") as grid:
-        # 6 rows with samples (real data has none), frames 16 px upscaled to 64, 2 px padding
-        assert grid.height == 2 + 6 * (64 + 2)
+        # 6 rows with samples (real data has none), frames 16 px upscaled to 64, 2 px padding, 40 px of headers;
+        # 2 prompts × 2 seeds blocks of 3 frames with a blank frame between blocks: 15 frames, and the labels
+        assert grid.height == 40 + 2 + 6 * (64 + 2)
+        assert grid.width > 2 + 15 * (64 + 2)
     study = collect_study(runs / fx.STUDY)
     curves = load_curves(study)
     losses = curves[curves["term"].str.startswith("loss_")]
@@ -156,13 +159,14 @@ def test_figures_have_the_expected_layout(built):
 
 
 def test_cosine_matrices_per_frame_follow_the_schedule(built):
-    from reports.figures import FigureInputs, _row_cosine
+    from reports.figures import FigureInputs
+    from reports.sample_figures import row_cosine
 
     runs, _ = built
     study = collect_study(runs / fx.STUDY)
     table = build_table(study)
     inputs = FigureInputs(study, table, load_curves(study), runs / "unused")
-    ffe = _row_cosine(inputs, _row(table, "ASD", "1*"))
+    ffe = row_cosine(inputs, _row(table, "ASD", "1*"))
     assert sorted(ffe) == [0, 1, 2, 3]
     assert ffe[0].shape == (4, 4) and ffe[2].shape == (1, 1)  # first chunk: 4-step list; later: 1 step
     assert ffe[0].diagonal() == pytest.approx([1.0] * 4)
@@ -189,6 +193,81 @@ def test_index_bundles_everything_offline(built):
     assert str(runs) not in page and str(runs.resolve()) not in page
     assert "ablation_asd.yaml" in page and "git_commit" in page  # resolved config and provenance
     assert "TrainingDiverged: loss_adv is nan at step 12" in page
+
+
+def _as_four_steps(study: Path, steps: str) -> None:
+    """Relabel the runs sampled with ``steps`` as 4-step runs (their result's schedule says so)."""
+    for run in study.iterdir():
+        result = run / "result.json"
+        if result.exists():
+            data = json.loads(result.read_text())
+            if data["metrics"].get("schedule") == steps:
+                data["metrics"]["schedule"] = "4"
+                result.write_text(json.dumps(data))
+
+
+def test_fig4_is_drawn_from_each_models_four_step_run(tmp_path):
+    from reports.figures import FigureInputs
+    from reports.sample_figures import cosine_figure
+
+    study = fx.write_ablation(tmp_path)
+    _as_four_steps(study, "2")
+    data = collect_study(study)
+    table = build_table(data)
+    inputs = FigureInputs(data, table, load_curves(data), tmp_path / "out")
+    figure = cosine_figure(inputs)
+    assert figure is not None and (tmp_path / "out" / "x0_cosine.png").exists()
+    assert "Each model sampled with 4 steps, as in the paper's Fig. 4" in figure.caption
+    assert "(all 4 frame indices, from 1)" in figure.caption and "Rows: DMD, ASD." in figure.caption
+    assert "Not shown" not in figure.caption  # every traced model has a 4-step run
+    with Image.open(tmp_path / "out" / "x0_cosine.png") as image:
+        assert image.height > 2 * 150  # two rows of matrices, none dropped
+
+
+def test_fig4_without_four_step_runs_says_why(built):
+    _, result = built
+    assert any("no run sampled with 4 steps has samples/x0_cosine.json" in p for p in result.studies[0].problems)
+
+
+def test_frontier_labels_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from reports.comparison_figures import place_labels
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    points = [(4.0, 70.0)] * 4 + [(4.0, 70.2), (6.0, 70.0), (6.0, 70.1)]  # several points on one spot
+    ax.plot(*zip(*points), "o")
+    labels = place_labels(ax, points, ["1", "1*", "2", "2*", "1", "2", "2*"], ["C0"] * 7)
+    renderer = fig.canvas.get_renderer()
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    plt.close(fig)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+
+
+def test_dimension_figure_shows_differences_from_the_baseline_row(built):
+    from reports.comparison_figures import baseline_pairs
+
+    runs, _ = built
+    table = build_table(collect_study(runs / fx.STUDY))
+    assert [(a.label, b.label) for a, b in baseline_pairs(table)] == [
+        ("ASD · 1", "DMD · 1"), ("ASD · 2", "DMD · 2"), ("ASD · 1*", "DMD · 1*")]
+    page = (runs / "report" / "index.html").read_text()
+    assert "Per-dimension differences from DMD" in page
+    assert "each row minus DMD at the same steps" in page
+
+
+def test_every_score_figure_and_table_names_the_evaluator(built):
+    runs, _ = built
+    page = (runs / "report" / "index.html").read_text()
+    assert '<p class="evaluator">Scores: sprites-bench (harness 0.1.0).' in page
+    captions = re.findall(r"<h3>([^<]*)</h3><img src=\"([^\"]+)\"[^>]*><figcaption>([^<]*)</figcaption>", page)
+    scored = [(title, caption) for title, src, caption in captions
+              if src.startswith(("dimensions", "frontier", "learning_"))]
+    assert len(scored) >= 5
+    assert all("sprites-bench" in caption and "VBench 0" not in caption for _, caption in scored), scored
+    assert "sprites-bench scores" in page  # the table's group header
 
 
 # -- bad input ------------------------------------------------------------------------------------
