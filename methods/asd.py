@@ -285,6 +285,12 @@ class ASD(DistillationMethod):
     """
 
     name = "asd"
+
+    @property
+    def display_name(self) -> str:
+        """'dmd' without the adversarial term (α = 0, no target ratio): the step-unified DMD baseline."""
+        return "dmd" if self.alpha == 0 and self.target_ratio == 0 else self.name
+
     # 2: D's own optimiser group, warm-up and ramp of α, α from a target ratio, held-out diagnostics, and
     # no n+1 rollout on critic steps where D does not update (issue 19)
     version: ClassVar[int] = 2

@@ -50,6 +50,13 @@ class Method(ABC):
     # enters the hash of every run and distillation it is part of (the rule: harness/engine/versions.py).
     version: ClassVar[int] = 1
 
+    @property
+    def display_name(self) -> str:
+        """What logs, progress lines, sample sidecars and result.json call this method's runs: its
+        ``name``, unless a subclass knows better (ASD at α = 0 is step-unified DMD). The stage cache keeps
+        ``name``, so renaming never re-keys a distillation."""
+        return self.name
+
     @abstractmethod
     def distill(self, world: World, teacher: nn.Module, init: nn.Module, ctx: TrainContext) -> nn.Module:
         """Train a causal generator from ``init`` against ``teacher``; return it (EMA weights if any)."""

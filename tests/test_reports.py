@@ -270,6 +270,67 @@ def test_every_score_figure_and_table_names_the_evaluator(built):
     assert "sprites-bench scores" in page  # the table's group header
 
 
+# -- display names ----------------------------------------------------------------------------------
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+
+
+def test_the_paper_studies_name_their_rows_as_the_paper_does():
+    from harness.engine.study import grid_display_names, load_study
+
+    names = {}
+    for path in ("ablation_asd.yaml", "main_table.yaml", "paper/ablation_asd.yaml", "paper/main_table.yaml"):
+        names[path] = {level: label for (_, level), label in grid_display_names(load_study(STUDIES / path)
+                                                                                  .config["grid"]).items()}
+    assert {names["ablation_asd.yaml"][k] for k in ("dmd", "asd", "self_forcing_1step", "self_forcing_2step",
+                                                    "teacher", "causal_init")} == {
+        "DMD", "+ASD", "Self Forcing†", "Teacher", "Causal init"}
+    assert names["paper/ablation_asd.yaml"] == {"dmd": "DMD", "asd": "+ASD", "self_forcing_1step": "Self Forcing†",
+                                                "self_forcing_2step": "Self Forcing†"}
+    assert names["main_table.yaml"]["self_forcing"] == "Self Forcing"  # the 4-step one is not retrained
+    assert names["paper/main_table.yaml"]["self_forcing_1step"] == "Self Forcing†"
+
+
+def test_a_label_never_enters_a_runs_config_or_hash(tmp_path):
+    from harness.engine.study import load_study
+
+    source = (STUDIES / "ablation_asd.yaml").read_text()
+    unlabelled = tmp_path / "unlabelled.yaml"
+    unlabelled.write_text(source.replace("label: DMD, ", "").replace("label: +ASD, ", ""))
+    labelled, plain = load_study(STUDIES / "ablation_asd.yaml"), load_study(unlabelled)
+    assert [r.hash for r in labelled.runs] == [r.hash for r in plain.runs]
+    assert not any("label" in json.dumps(r.config) for r in labelled.runs)
+    dmd = next(r for r in labelled.runs if r.labels["variant"] == "dmd")
+    assert dmd.job_type == "dmd"  # the row's variant, not the class (ASD) it runs
+
+
+def test_an_empty_label_is_a_clear_error(tmp_path):
+    from harness.engine.study import load_study
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((STUDIES / "ablation_asd.yaml").read_text().replace("label: DMD,", "label: '',"))
+    with pytest.raises(ConfigError, match=r"grid\[2\]\.variant\.dmd.*'label' or method 'display_name' must be a "
+                                          r"non-empty string, got ''"):
+        load_study(bad)
+
+
+def test_a_method_display_name_labels_a_level(tmp_path):
+    from harness.engine.study import grid_display_names, split_display
+
+    label, rest = split_display({"method": {"class_path": "methods.asd.ASD", "display_name": "DMD",
+                                            "init_args": {"alpha": 0.0}}})
+    assert label == "DMD" and rest == {"method": {"class_path": "methods.asd.ASD", "init_args": {"alpha": 0.0}}}
+    assert split_display({"label": "Ours", "method": {"display_name": "x"}})[0] == "Ours"  # the level's label wins
+    assert grid_display_names([{"variant": {"a": {"label": "A"}, "b": {}}, "steps": {"1": None}}]) == {
+        ("variant", "a"): "A"}
+
+
+def test_the_dmd_row_is_not_called_asd_in_results():
+    from methods.asd import ASD
+
+    assert ASD(alpha=0.0).display_name == "dmd" and ASD(alpha=0.0).name == "asd"  # the stage cache keeps name
+    assert ASD(alpha=10.0).display_name == "asd"
+
+
 # -- bad input ------------------------------------------------------------------------------------
 def test_problems_are_reported_and_the_report_still_builds(built):
     _, result = built

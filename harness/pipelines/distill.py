@@ -82,9 +82,10 @@ class DistillAndEvaluate(WorldPipeline):
             out = self.method.sample(self.world, generator, batch_prompts, self.schedule, noise)
             return out.videos, out.nfe
 
-        row = RowSampler(sample, self.method.name, self.schedule.label)
+        row = RowSampler(sample, self.method.display_name, self.schedule.label)
         stream.sample(row)
-        info = {"schedule": self.schedule.label, "method": self.method.name, "generator": source}
+        # display_name: the dmd row (ASD at alpha 0) is "dmd" in result.json and sidecars, not "asd"
+        info = {"schedule": self.schedule.label, "method": self.method.display_name, "generator": source}
         if not is_rank_zero():  # this rank's videos are collected; rank 0 scores them all
             return info
         nfe, latency = stream.measure(row)
@@ -118,7 +119,7 @@ class DistillAndEvaluate(WorldPipeline):
 
             teacher, init = self.world.teacher(ctx), self.world.causal_init(ctx)
             train = TrainContext(workdir=folder, seed=ctx.seed, log=log, device=self.world.device,
-                                 progress=lambda **kw: ctx.progress(**{"stage": f"distill {self.method.name}", **kw}),
+                                 progress=lambda **kw: ctx.progress(**{"stage": f"distill {self.method.display_name}", **kw}),
                                  evaluate=FixedSetScores(self.world, self.method, ctx, self.sample_batch))
             model = self.method.distill(self.world, teacher, init, train)
             if is_rank_zero():
