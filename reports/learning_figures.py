@@ -29,6 +29,11 @@ X_LABELS = {"updates": "generator updates", "seconds": "training wall time (s, m
 EMA_NOTE = "the EMA generator's score (the raw generator's before the EMA starts)"
 
 
+def _evaluator(inputs: FigureInputs) -> str:
+    """Whose scores the curves are ('sprites-bench'), for the score axes."""
+    return inputs.table.evaluator.name if inputs.table.evaluator else "evaluator"
+
+
 def _points(inputs: FigureInputs, note: bool = False) -> pd.DataFrame:
     points = eval_points(inputs.curves)
     if points.empty and note and not inputs.curves.empty:
@@ -61,7 +66,7 @@ def _total_figure(inputs: FigureInputs, x: str, note: bool) -> Figure | None:
     for ax, schedule in zip(axes[0], schedules):
         _panel(ax, points, schedule, TOTAL, x, 1.0, inputs.table.confidence)
         ax.set_title(f"Total at {schedule} step{'s' if schedule != '1' else ''}", fontsize=9)
-        ax.set_ylabel("Total")
+        ax.set_ylabel(f"Total ({_evaluator(inputs)})")
     fig.tight_layout()
     name = _save(fig, inputs, f"learning_total_{x}.png")
     return Figure(name, f"Learning curves: Total against {X_LABELS[x]}",
@@ -93,6 +98,7 @@ def learning_semantic(inputs: FigureInputs) -> Figure | None:
     for ax, metric in zip(axes.flat, metrics):
         _panel(ax, points, schedule, metric, "updates", 100.0 if metric in dims else 1.0, inputs.table.confidence)
         ax.set_title(metric.replace("_", " ").capitalize() + ("" if metric == SEMANTIC else " (%)"), fontsize=9)
+        ax.set_ylabel(_evaluator(inputs), fontsize=8)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
     fig.tight_layout()
