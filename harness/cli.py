@@ -40,7 +40,7 @@ def _study_args(p: ArgumentParser, several: bool = False) -> None:
     if several:
         p.add_argument("study", type=Path, nargs="+", help="study YAML files (or a run's config.yaml)")
     else:
-        p.add_argument("study", type=Path, help="study YAML file (or a run's config.yaml: reruns that run)")
+        p.add_argument("study", type=Path, help="study YAML file (or a run folder's config.yaml: that one run)")
     p.add_argument("--preset", type=str, default=None, help="a preset defined in the study's 'presets'")
     p.add_argument("-s", "--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                    help="override a key of the study, e.g. --set seeds=[0,1] (repeatable; merges over the preset)")

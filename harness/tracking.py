@@ -31,6 +31,9 @@ class RunInfo:
     config: dict[str, Any]
     dir: Path  # a folder the tracker may write to (inside the study's runs folder)
     tags: list[str] = field(default_factory=list)
+    # A run rewritten in full each time it starts (the study's report run): the tracker keeps one copy of
+    # it, updated in place, instead of one more offline run of the same id per start.
+    replace: bool = False
 
 
 class Tracker:
@@ -46,6 +49,9 @@ class Tracker:
         pass
 
     def log_video(self, key: str, path: str | os.PathLike, step: int | None = None, caption: str | None = None) -> None:
+        pass
+
+    def log_image(self, key: str, path: str | os.PathLike, caption: str | None = None) -> None:
         pass
 
     def log_table(self, key: str, dataframe: Any) -> None:
@@ -86,6 +92,8 @@ class WandbTracker(Tracker):
         os.environ.setdefault("WANDB_SILENT", "true")
         self._dir = Path(run.dir)
         self._dir.mkdir(parents=True, exist_ok=True)
+        if run.replace and self.mode == "offline":
+            self._drop_offline_copies(run.id)
         settings = wandb.Settings(
             mode=self.mode, silent=True, console="off", disable_git=True, save_code=False,
             x_disable_meta=True, x_disable_stats=True, disable_job_creation=True,
@@ -101,12 +109,19 @@ class WandbTracker(Tracker):
             self._run.log(dict(metrics), step=step)
 
     def log_video(self, key: str, path: str | os.PathLike, step: int | None = None, caption: str | None = None) -> None:
+        """The video file itself (mp4 or gif, no re-encoding: wandb needs no moviepy for a path)."""
         if self._run is None:
             return
         import wandb
 
-        media = wandb.Video(str(path), caption=caption) if str(path).endswith((".mp4", ".gif")) else wandb.Image(str(path), caption=caption)
-        self._run.log({key: media}, step=step)
+        self._run.log({key: wandb.Video(str(path), caption=caption)}, step=step)
+
+    def log_image(self, key: str, path: str | os.PathLike, caption: str | None = None) -> None:
+        if self._run is None:
+            return
+        import wandb
+
+        self._run.log({key: wandb.Image(str(path), caption=caption)})
 
     def log_table(self, key: str, dataframe: Any) -> None:
         if self._run is None:
@@ -126,6 +141,15 @@ class WandbTracker(Tracker):
         run, self._run = self._run, None
         run.finish(exit_code=0 if status == "complete" else 1)
         self._scrub_paths()
+
+    def _drop_offline_copies(self, run_id: str) -> None:
+        """Earlier offline folders of a replaced run: the new one holds all of it, and ``wandb sync`` of the
+        folder then sends one run, not one per ``harness report``."""
+        import shutil
+
+        for old in (self._dir / "wandb").glob(f"offline-run-*-{run_id}"):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
 
     def _scrub_paths(self) -> None:
         """W&B's own debug logs name absolute folders; results must not carry machine paths."""
@@ -168,6 +192,9 @@ class GuardedTracker(Tracker):
     def log_video(self, key: str, path: str | os.PathLike, step: int | None = None, caption: str | None = None) -> None:
         self._call("log_video", key, path, step=step, caption=caption)
 
+    def log_image(self, key: str, path: str | os.PathLike, caption: str | None = None) -> None:
+        self._call("log_image", key, path, caption=caption)
+
     def log_table(self, key: str, dataframe: Any) -> None:
         self._call("log_table", key, dataframe)
 
@@ -176,6 +203,24 @@ class GuardedTracker(Tracker):
 
     def finish(self, status: str) -> None:
         self._call("finish", status)
+
+
+def mirror_report(tracker: Tracker, study: str, folder: Path, tables: Mapping[str, Any],
+                  figures: list[Path] = (), config: Mapping[str, Any] | None = None) -> list[str]:
+    """A study's report as ONE tracker run (id ``report-<study>``, job_type ``report``) replaced in place
+    each time: its tables as tracker tables and its figures as images. Returns the tracker's failures
+    (empty when everything was mirrored); never raises."""
+    guarded = tracker if isinstance(tracker, GuardedTracker) else GuardedTracker(tracker)
+    run_id = "report-" + re.sub(r"[^A-Za-z0-9_-]", "-", study)
+    guarded.start(RunInfo(id=run_id, name=f"{study} report", group=study, job_type="report",
+                          config=dict(config or {"study": study}), dir=Path(folder),
+                          tags=[f"study:{study}"[:64], "report"], replace=True))
+    for key, frame in tables.items():
+        guarded.log_table(key, frame)
+    for figure in figures:
+        guarded.log_image(f"figures/{Path(figure).stem}", figure)
+    guarded.finish("complete")
+    return list(dict.fromkeys(guarded.failures))
 
 
 def scrub_secrets(config: Mapping[str, Any]) -> dict[str, Any]:

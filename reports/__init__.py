@@ -10,12 +10,11 @@ holds several studies — the tables (Markdown, LaTeX, HTML, CSV), the figures, 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.tracking import GuardedTracker, RunInfo, Tracker
+from harness.tracking import Tracker, mirror_report
 from reports.collect import StudyData, collect_study, find_studies, load_curves
 from reports.figures import FigureInputs, build_figures
 from reports.findings import findings
@@ -106,7 +105,7 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
         built = build_gallery(inputs)
         gallery = gallery_html(built) if built else ""
     sentences = findings(data, table, curves)
-    _log_table(data, table, tracker)
+    _log_table(data, table, tracker, [out_dir / f.file for f in drawn])
     (out_dir / "findings.md").write_text("".join(f"- {s}\n" for s in sentences), encoding="utf-8")
     page = StudyPage(data.name, data.manifest, to_html(table), {fmt: p.name for fmt, p in files.items()},
                      drawn, sentences, data.problems, data.runs, scrub, convergence(curves), gallery,
@@ -139,15 +138,11 @@ def _study_tracker(data: StudyData) -> Tracker | None:
         return None
 
 
-def _log_table(data: StudyData, table: ResultTable, tracker: Tracker | None) -> None:
-    """Mirror the main table to the study's tracker as one 'report' run of the study's group."""
+def _log_table(data: StudyData, table: ResultTable, tracker: Tracker | None, figures: list[Path] = ()) -> None:
+    """Mirror the main table (a tracker table) and the figures (images) to the study's tracker as ONE
+    'report' run of the study's group, replaced in place by each report (harness.tracking.mirror_report)."""
     inner = tracker if tracker is not None else _study_tracker(data)
     if inner is None or not table.rows:
         return
-    guarded = GuardedTracker(inner)
-    run_id = "report-" + re.sub(r"[^A-Za-z0-9_-]", "-", data.name)
-    guarded.start(RunInfo(id=run_id, name=f"{data.name} report", group=data.name, job_type="report",
-                          config={"study": data.name}, dir=data.folder))
-    guarded.log_table(WANDB_TABLE_KEY, to_frame(table))
-    guarded.finish("complete")
-    data.problems.extend(f"{failure}; the table was not mirrored" for failure in dict.fromkeys(guarded.failures))
+    failures = mirror_report(inner, data.name, data.folder, {WANDB_TABLE_KEY: to_frame(table)}, figures)
+    data.problems.extend(f"{failure}; the table was not mirrored" for failure in failures)

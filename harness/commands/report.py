@@ -19,10 +19,47 @@ def report(runs_dir: Path, study: str | None = None) -> int:
     """
     from reports import build_reports
 
+    print("building the report ...", file=sys.stderr, flush=True)
     result = build_reports(runs_dir, study)
     for built in result.studies:
         print(f"study {built.study}: {built.complete_runs} of {built.total_runs} runs complete")
         for problem in built.problems:
             print(f"  warning: {problem}", file=sys.stderr)
+    _sweep_reports(Path(runs_dir), result)
     print(f"report: {result.index}")
     return 0
+
+
+def sweep_and_study_report(runs_dir: Path, name: str, storage: str | None = None) -> None:
+    """After ``harness sweep``: the study report of the sweep's runs and the sweep report, linked; a
+    problem with the study report never loses the sweep report."""
+    from harness.errors import HarnessError
+    from harness.sweep.report import sweep_report
+    from reports import build_reports
+
+    study_index = None
+    print("building the report ...", file=sys.stderr, flush=True)
+    try:
+        study_index = build_reports(Path(runs_dir), name).index
+        print(f"report: {study_index}")
+    except HarnessError as exc:
+        print(f"warning: study report not built: {exc}", file=sys.stderr)
+    if storage is None and study_index is not None:
+        from harness.sweep.link import build_sweep_report
+
+        index = build_sweep_report(Path(runs_dir) / name, study_index)
+    else:
+        index = sweep_report(runs_dir, name, storage=storage).get("index")
+    if index is not None:
+        print(f"sweep report: {index}")
+
+
+def _sweep_reports(runs_dir: Path, result) -> None:
+    """Each sweep's own report beside its study report, the two pages linked to each other."""
+    from harness.sweep.link import build_sweep_report, sweep_folders
+
+    for built in result.studies:
+        for folder in sweep_folders(runs_dir, built.study):
+            index = build_sweep_report(folder, built.index)
+            if index is not None:
+                print(f"sweep report: {index}")

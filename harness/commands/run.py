@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from harness.commands import study_file
+from harness.commands.summary import summary_table
 from harness.engine.driver import DEFAULT_RUNS_DIR, check_output_folders, make_executor, run_study
 from harness.engine.progress import make_progress
 from harness.engine.study import ResolvedStudy, check_instantiable
@@ -29,9 +30,12 @@ def run(study: Path, preset: str | None = None, overrides: list[str] | None = No
     display = make_progress(workers or 1, force_plain=plain)
     try:
         summary = run_study(resolved, executor, runs_dir=runs_dir, cache_dir=cache_dir, force=force,
-                            progress=display)
+                            progress=display, manifest=not study_file.is_run_file(study))
     finally:
         display.close()
+    table = summary_table(summary.outcomes)
+    if table:
+        print(table)
     for line in summary.lines():
         print(line, file=sys.stderr if summary.failed else sys.stdout)
     computed = any(o.state in ("complete", "failed") for o in summary.outcomes)
@@ -51,6 +55,7 @@ def _report(runs_dir: Path, study: str) -> None:
     """The study's report, built from whatever completed; a report problem never fails the study."""
     from reports import build_reports
 
+    print("building the report ...", file=sys.stderr, flush=True)
     try:
         result = build_reports(runs_dir, study)
     except HarnessError as exc:

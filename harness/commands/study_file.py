@@ -37,6 +37,14 @@ def is_run_config(raw: Mapping[str, Any]) -> bool:
     return RUN_CONFIG_KEYS <= set(raw) and "grid" not in raw
 
 
+def is_run_file(path: Path) -> bool:
+    """Whether ``path`` is a run folder's ``config.yaml`` rather than a study file."""
+    try:
+        return is_run_config(read_yaml(Path(path)))
+    except ConfigError:
+        return False
+
+
 def load(path: Path, preset: str | None = None, overrides: list[str] | None = None) -> tuple[LoadedStudy, ResolvedStudy]:
     """The loaded file (presets and overrides applied) and the study it resolves to."""
     path = Path(path)

@@ -6,10 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
+from harness.commands import study_file
 from harness.engine.driver import DEFAULT_RUNS_DIR, check_output_folders, default_cache_dir
-from harness.engine.study import load_study
 
 log = logging.getLogger(__name__)
 
@@ -17,14 +15,16 @@ log = logging.getLogger(__name__)
 def _prepare(study: Path, preset: str | None, overrides: list[str] | None):
     from harness.sweep import check_sweep, parse_sweep
 
-    spec = parse_sweep(load_study(study, preset, overrides))
+    loaded, resolved = study_file.load(study, preset, overrides)
+    spec = parse_sweep(resolved)
     check_sweep(spec)
-    return spec
+    return spec, study_file.printable(loaded, resolved)  # the second: what --print-config writes
 
 
 def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_trials: int | None,
           timeout: float | None, *, enqueue: bool) -> int:
     from harness.sweep.leases import new_worker_id
+    from harness.sweep.manifest import ManifestCallback, write_study_manifest
     from harness.sweep.wandb_callback import callbacks_for
     from harness.sweep.worker import (
         enqueue_baselines,
@@ -43,7 +43,8 @@ def _work(spec, runs_dir: Path, cache_dir: Path | None, storage: str | None, n_t
         if enqueue:
             enqueue_baselines(study, spec)
         write_sweep_manifest(runs_dir, spec, opened)
-    callbacks = callbacks_for(spec, runs_dir)
+        write_study_manifest(runs_dir, spec, study)  # `harness ls` and `harness report` read the sweep's runs
+    callbacks = [ManifestCallback(runs_dir, spec), *callbacks_for(spec, runs_dir)]
     report = run_worker(spec, study, opened, runs_dir=runs_dir,
                         cache_dir=cache_dir if cache_dir is not None else default_cache_dir(runs_dir),
                         n_trials=n_trials if n_trials is not None else spec.config.n_trials,
@@ -79,8 +80,16 @@ def _summary_line(study, spec, report, label: str) -> str:
             f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed, "
             f"{counts['running']} running) in {label}")
     if counts["complete"] and len(spec.directions) == 1:
-        best = study.best_trial
-        line += f"; best #{best.number} {spec.objective_names[0]}={best.value:.6g} {best.params}"
+        try:
+            best = study.best_trial
+        except ValueError:  # constraints: no complete trial satisfies them
+            return line + "; no complete trial satisfies the constraints"
+        from harness.sweep.names import short_names
+
+        short = short_names(best.params)
+        params = ", ".join(f"{short[k]}={v:.4g}" if isinstance(v, float) else f"{short[k]}={v}"
+                           for k, v in best.params.items())
+        line += f"; best #{best.number} {spec.objective_names[0]}={best.value:.6g} ({params})"
     return line
 
 
@@ -94,17 +103,15 @@ def sweep(study: Path, preset: str | None = None, overrides: list[str] | None = 
     baselines once, runs ``--n-trials`` trials in this process, then writes the sweep report under
     RUNS_DIR/report/sweep-<study>/. More processes join with ``harness worker``.
     """
-    spec = _prepare(study, preset, overrides)
+    spec, printable = _prepare(study, preset, overrides)
     if print_config:
-        sys.stdout.write(yaml.safe_dump(spec.study.config, sort_keys=False))
+        sys.stdout.write(study_file.dump(printable))
         return 0
     code = _work(spec, runs_dir, cache_dir, storage, n_trials, timeout, enqueue=True)
     if report:
-        from harness.sweep.report import sweep_report
+        from harness.commands.report import sweep_and_study_report
 
-        files = sweep_report(runs_dir, spec.name, storage=storage)
-        if files:
-            print(f"sweep report: {Path(next(iter(files.values()))).parent}")
+        sweep_and_study_report(runs_dir, spec.name, storage)
     return code
 
 
@@ -116,20 +123,18 @@ def worker(study: Path, storage: str | None = None, preset: str | None = None, o
     Give the same study file (and preset/overrides) as the sweep, and the shared ``--storage`` (a
     PostgreSQL URL, or a journal file on a shared disk); runs go to this machine's RUNS_DIR.
     """
-    spec = _prepare(study, preset, overrides)
+    spec, printable = _prepare(study, preset, overrides)
     if print_config:
-        sys.stdout.write(yaml.safe_dump(spec.study.config, sort_keys=False))
+        sys.stdout.write(study_file.dump(printable))
         return 0
     return _work(spec, runs_dir, cache_dir, storage, n_trials, timeout, enqueue=False)
 
 
 def sweep_parser():
     """The argument list of ``harness sweep`` (same style as harness/cli.py)."""
-    from jsonargparse import ArgumentParser
+    from harness.cli import _study_args, new_parser
 
-    from harness.cli import _study_args
-
-    p = ArgumentParser(description=sweep.__doc__.split("\n")[0], exit_on_error=False)
+    p = new_parser(sweep.__doc__.split("\n")[0])
     _study_args(p)
     _sweep_args(p)
     p.add_argument("--no-report", dest="report", action="store_false", help="do not write the sweep report at the end")
@@ -138,11 +143,9 @@ def sweep_parser():
 
 def worker_parser():
     """The argument list of ``harness worker``."""
-    from jsonargparse import ArgumentParser
+    from harness.cli import _study_args, new_parser
 
-    from harness.cli import _study_args
-
-    p = ArgumentParser(description=worker.__doc__.split("\n")[0], exit_on_error=False)
+    p = new_parser(worker.__doc__.split("\n")[0])
     _study_args(p)
     _sweep_args(p)
     return p

@@ -76,13 +76,17 @@ def write_manifest(store: RunStore, study: ResolvedStudy) -> None:
 
 
 def run_study(study: ResolvedStudy, executor: Executor, *, runs_dir: str | Path, cache_dir: str | Path | None = None,
-              force: bool = False, progress: StudyProgress | None = None) -> StudySummary:
-    """Execute every run of ``study`` that is not complete yet; never two processes on one run."""
+              force: bool = False, progress: StudyProgress | None = None, manifest: bool = True) -> StudySummary:
+    """Execute every run of ``study`` that is not complete yet; never two processes on one run.
+
+    ``manifest=False`` (one run of a study rerun from its ``config.yaml``) leaves ``study.json`` as it is:
+    the study is still the one that listed every run."""
     runs_dir = Path(runs_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(runs_dir)
     store = RunStore(runs_dir, study.name)
     store.path.mkdir(parents=True, exist_ok=True)
-    write_manifest(store, study)
+    if manifest or store.read_manifest() is None:
+        write_manifest(store, study)
     summary = StudySummary(study.name)
 
     todo: list[RunJob] = []
@@ -136,16 +140,23 @@ def make_executor(study: ResolvedStudy, workers: int | None) -> Executor:
     return instantiate_plugin(study.executor_config, Executor, str(study.source), "executor")
 
 
+def _is_study_dir(path: Path) -> bool:
+    """A grid study's folder, or a sweep's (``sweep.json``; sweeps before their ``study.json`` existed)."""
+    return (path / "study.json").exists() or (path / "sweep.json").exists()
+
+
 def ls_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per run folder under ``runs_dir`` (a study folder, or a folder of studies)."""
+    """One row per run under ``runs_dir`` (a study or sweep folder, or a folder of them): its folder's state,
+    or ``pending`` for a run of the study's manifest that has no folder yet."""
     root = Path(runs_dir)
-    study_dirs = [root] if (root / "study.json").exists() else sorted(
-        p for p in root.iterdir() if p.is_dir() and (p / "study.json").exists()) if root.is_dir() else []
+    study_dirs = [root] if _is_study_dir(root) else sorted(
+        p for p in root.iterdir() if p.is_dir() and _is_study_dir(p)) if root.is_dir() else []
     rows = []
     for sdir in study_dirs:
         first = len(rows)
         store = RunStore(sdir.parent, sdir.name)
-        order = {r["hash"]: i for i, r in enumerate((store.read_manifest() or {}).get("runs", []))}
+        listed = [r for r in (store.read_manifest() or {}).get("runs", []) if isinstance(r, dict) and "hash" in r]
+        order = {r["hash"]: i for i, r in enumerate(listed)}
         for run_dir in sorted(store.runs(), key=lambda d: (order.get(d.hash, len(order)), d.hash)):
             cfg = run_dir.read_config() or {}
             status = run_dir.read_status()
@@ -166,5 +177,10 @@ def ls_rows(runs_dir: str | Path) -> list[dict[str, Any]]:
                 "headline": f"{headline}={metric:.4g}" if isinstance(metric, (int, float)) else "-",
                 "reason": status.get("reason"),
             })
+        present = {row["hash"] for row in rows[first:]}
+        rows += [{"study": sdir.name, "hash": r["hash"], "seed": r.get("seed"), "status": "pending",
+                  "variant": "/".join(str(v) for v in (r.get("labels") or {}).values()) or "-", "headline": "-"}
+                 for r in listed if r["hash"] not in present]
+        rows[first:] = sorted(rows[first:], key=lambda r: (order.get(r["hash"], len(order)), r["hash"]))
         add_ls_flags(rows[first:], sdir)  # outdated versions, another commit (harness/engine/versions.py)
     return rows

@@ -70,6 +70,8 @@ class RunContext:
     progress_sink: ProgressSink | None = None
     reporter: Reporter | None = None  # set by sweeps; None outside them
     checkpoints: CheckpointStore = field(init=False)
+    # stage name → the run that built it ({"study", "run"}; empty if unknown), for stages found built
+    reused_stages: dict[str, dict[str, str]] = field(default_factory=dict, init=False)
     _last_step: int = field(default=-1, init=False)
 
     def __post_init__(self) -> None:
@@ -90,10 +92,29 @@ class RunContext:
 
         ``version``: the builder's ``STAGE_VERSION``, bumped when what it builds changes; the versions
         of the classes ``config`` names enter the key too (the rule: :mod:`harness.engine.versions`)."""
-        self.progress(stage=f"{name} (cache)")
-        artifact = self.stages.get(name, config, build, inputs, version=version,
-                                   on_wait=lambda: self.progress(stage=f"{name} (waiting for another run)"))
+        inputs = list(inputs)
+        hit = self.stages.lookup(name, config, inputs, version=version)
+        if hit is not None:
+            self.progress(stage=f"{name}: cache hit")
+            self._reused(hit)
+            return hit
+        waited: list[bool] = []
+
+        def on_wait() -> None:
+            waited.append(True)
+            self.progress(stage=f"{name}: waiting for another run to build it")
+
+        self.progress(stage=f"{name}: building")
+        artifact = self.stages.get(name, config, build, inputs, version=version, on_wait=on_wait)
+        if waited:
+            self._reused(artifact)
+        else:
+            _record_builder(artifact, self.run_dir)
         return artifact
+
+    def _reused(self, artifact: Artifact) -> None:
+        """Remember which run built a stage this run reuses: trackers point at it (its curves live there)."""
+        self.reused_stages[artifact.name] = read_builder(artifact)
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         """Append to ``metrics.jsonl`` and mirror to the tracker; a NaN/Inf fails the run."""
@@ -117,3 +138,30 @@ class RunContext:
         """
         if self.reporter is not None and self.reporter(float(value), int(step)):
             raise RunPruned(int(step), float(value))
+
+
+BUILDER_FILE = "built_by.json"
+
+
+def _record_builder(artifact: Artifact, run_dir: RunDir) -> None:
+    """Name the run that built ``artifact`` in its folder (rank 0 only; a failure is not the run's)."""
+    from harness.io.atomic import atomic_write_json
+    from harness.parallel.ranks import is_rank_zero
+
+    if not is_rank_zero():
+        return
+    try:
+        atomic_write_json(artifact.path / BUILDER_FILE, {"study": run_dir.path.parent.name, "run": run_dir.hash})
+    except OSError:
+        pass
+
+
+def read_builder(artifact: Artifact) -> dict[str, str]:
+    """The run that built ``artifact`` ({} for stages built before builders were recorded)."""
+    import json
+
+    try:
+        data = json.loads((artifact.path / BUILDER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: str(data[k]) for k in ("study", "run") if isinstance(data, dict) and k in data}

@@ -19,6 +19,15 @@ class StudyProgress(Protocol):
     def close(self) -> None: ...
 
 
+def start_word(ev: dict[str, Any]) -> str:
+    """``start`` for a run's first attempt; ``resume`` (with what it resumes) for a later one."""
+    attempt = ev.get("attempt")
+    if not isinstance(attempt, int) or attempt <= 1:
+        return "start"
+    was = f", was {ev['previous']}" if ev.get("previous") else ""
+    return f"resume (attempt {attempt}{was})"
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -67,7 +76,8 @@ class LogProgress:
         run = ev.get("run", "?")
         if ev.get("event") == "start":
             self.names[run] = ev.get("name", run)
-            self._print(f"[{self.c.done}/{self.c.total}] start {self.names[run]} ({run})")
+            word, _, detail = start_word(ev).partition(" ")
+            self._print(f"[{self.c.done}/{self.c.total}] {word} {self.names[run]} ({run}){' ' + detail if detail else ''}")
             return
         if ev.get("event") == "end":
             return
@@ -99,11 +109,12 @@ class RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
+        bar, count = _columns()
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), bar, count, TimeElapsedColumn(),
             TextColumn("{task.fields[eta]}"), console=self.console, transient=False,
         )
         self.c = _Counter()
@@ -120,7 +131,9 @@ class RichProgress:
         run = ev.get("run", "?")
         if ev.get("event") == "start":
             self.names[run] = ev.get("name", run)
-            self.run_tasks[run] = self.progress.add_task(f"  {self.names[run]}: starting", total=None, eta="")
+            word = start_word(ev)
+            self.run_tasks[run] = self.progress.add_task(f"  {self.names[run]}: {'starting' if word == 'start' else word}",
+                                                         total=None, eta="")
             return
         task = self.run_tasks.get(run)
         if task is None:
@@ -130,8 +143,9 @@ class RichProgress:
             self.run_tasks.pop(run, None)
             return
         fields: dict[str, Any] = {}
-        if ev.get("stage") is not None:
-            fields["description"] = f"  {self.names.get(run, run)}: {ev['stage']}"
+        if ev.get("stage") is not None:  # a new stage: its own count, or none (no bar) when it has no total
+            fields.update(description=f"  {self.names.get(run, run)}: {ev['stage']}", total=ev.get("total"),
+                          completed=ev.get("step") or 0)
         if ev.get("total") is not None:
             fields["total"] = ev["total"]
         if ev.get("step") is not None:
@@ -149,6 +163,23 @@ class RichProgress:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def _columns() -> tuple[Any, Any]:
+    """A bar and an ``n/N`` count that show nothing for a stage without a known total (rich would draw
+    ``0/?`` next to a full-width pulsing bar)."""
+    from rich.progress import BarColumn, MofNCompleteColumn
+    from rich.text import Text
+
+    class Bar(BarColumn):
+        def render(self, task):
+            return Text("") if task.total is None else super().render(task)
+
+    class Count(MofNCompleteColumn):
+        def render(self, task):
+            return Text("") if task.total is None else super().render(task)
+
+    return Bar(), Count()
 
 
 def make_progress(workers: int = 1, force_plain: bool = False) -> StudyProgress:

@@ -181,8 +181,9 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     tracker = GuardedTracker(_make_tracker(job))
     tracker.start(RunInfo(id=spec.short, name=spec.name, group=spec.study, job_type=spec.job_type,
                           config=scrub_secrets({"labels": spec.labels, **spec.config}),
-                          dir=Path(job.runs_root) / spec.study))
-    monitor.event({"run": spec.short, "name": spec.name, "stage": "starting", "event": "start"})
+                          dir=Path(job.runs_root) / spec.study, tags=run_tags(spec)))
+    monitor.event({"run": spec.short, "name": spec.name, "stage": "starting", "event": "start",
+                   "attempt": attempts, "previous": previous.get("state")})
     monitor.start()
     resumed_from = None
     try:
@@ -193,6 +194,7 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
                          reporter=_shared_decision(reporter) if ranks.is_distributed() else reporter)
         resumed_from = ctx.checkpoints.newest_valid_step()
         if resumed_from is not None:
+            monitor.event({"run": spec.short, "stage": f"resumed from its checkpoint at step {resumed_from}"})
             run_dir.truncate_metrics_after(resumed_from)
         elif run_dir.metrics_path.exists():
             run_dir.metrics_path.unlink()
@@ -213,10 +215,40 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
     except OSError as exc:
         return _record_failure(spec, run_dir, monitor, tracker, exc, t0, resumed_from)
     tracker.summary(metrics)
+    _mirror_outputs(tracker, run_dir, ctx.reused_stages)
     tracker.finish(COMPLETE)
     monitor.event({"run": spec.short, "event": "end"})
     return RunOutcome(spec.hash, spec.name, COMPLETE, seconds, metrics=metrics, headline=headline,
                       resumed_from=resumed_from)
+
+
+def run_tags(spec: RunSpec) -> list[str]:
+    """Tracker tags to filter runs by: the study, the method (the pipeline's, else the pipeline itself)
+    and the sampling schedule or step count where the pipeline has one."""
+    args = spec.config["pipeline"].get("init_args") or {}
+    method = args.get("method")
+    plugin = method.get("class_path") if isinstance(method, Mapping) else spec.config["pipeline"].get("class_path")
+    tags = [f"study:{spec.study}", f"method:{str(plugin).rsplit('.', 1)[-1].lower()}"]
+    schedule = args.get("schedule", args.get("steps"))
+    if schedule is not None:
+        tags.append(f"schedule:{schedule}")
+    return [t[:64] for t in tags]  # W&B's limit
+
+
+def _mirror_outputs(tracker: Tracker, run_dir: RunDir, reused: Mapping[str, Mapping[str, str]]) -> None:
+    """The run's sample videos (the mp4 files themselves, captioned with their prompt) to the tracker, and
+    for every stage this run found built (a cached distillation: its curves are in the builder's history)
+    the run that built it."""
+    for video in sorted(run_dir.samples_dir.glob("*.mp4")) if run_dir.samples_dir.is_dir() else []:
+        caption = None
+        try:
+            caption = json.loads(video.with_suffix(".json").read_text(encoding="utf-8")).get("prompt")
+        except (OSError, ValueError, AttributeError):
+            pass
+        tracker.log_video(f"samples/{video.stem}", video, caption=caption)
+    if reused:
+        tracker.summary({"built_by": {name: (f"{b['study']}/{b['run']}" if b else "unknown")
+                                      for name, b in reused.items()}})
 
 
 def _commit(run_dir: RunDir, monitor: _Monitor, result: dict[str, Any], provenance: dict[str, Any]) -> None:

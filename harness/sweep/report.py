@@ -2,14 +2,16 @@
 
 ``sweep_report(runs_dir, study)`` reads the study back from the storage named in
 ``runs/<study>/sweep.json`` (or the one given) and writes plain files under
-``RUNS_DIR/report/sweep-<study>/`` for the HTML report to embed: PNG figures drawn by Optuna's
-matplotlib visualisations on the Agg backend, the trials as CSV, and the best trials as Markdown.
+``RUNS_DIR/report/sweep-<study>/``: PNG figures drawn by Optuna's matplotlib visualisations on the Agg
+backend (parameters under their short names, :mod:`.names`), the trials as CSV, the best trials as
+Markdown, and an ``index.html`` over them (:mod:`.report_html`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +19,14 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.io.atomic import atomic_write_json, atomic_write_text
+from harness.sweep.names import short_names
+from harness.sweep.report_html import SweepPage, write_index
 from harness.sweep.storage import open_storage
 
 log = logging.getLogger(__name__)
+
+# Fewer complete trials than this and the importances are mostly noise: the report says so.
+MIN_TRIALS_FOR_IMPORTANCE = 10
 
 
 def report_dir(runs_dir: str | Path, study_name: str) -> Path:
@@ -51,14 +58,50 @@ def _recorded_storage(manifest: dict[str, Any], study_dir: Path) -> str | None:
     return label if Path(label).is_absolute() else str(study_dir / label) if (study_dir / label).exists() else label
 
 
-def _best_table(study: Any, names: list[str]) -> str:
+def _best_rows(study: Any, names: list[str], short: dict[str, str]) -> list[dict[str, str]]:
     best = study.best_trials
     keys = sorted({k for t in best for k in t.params})
-    head = ["trial", *names, *keys]
-    rows = [[f"#{t.number}", *(f"{v:.6g}" for v in t.values), *(str(t.params.get(k, "")) for k in keys)]
+    return [{"trial": f"#{t.number}", **{n: f"{v:.6g}" for n, v in zip(names, t.values)},
+             **{short.get(k, k): _cell(t.params.get(k, "")) for k in keys}}
             for t in sorted(best, key=lambda t: t.number)]
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _markdown(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return ""
+    head = list(rows[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(r.values()) + " |" for r in rows]) + "\n"
+
+
+def readable_study(study: Any, short: dict[str, str]) -> Any:
+    """An in-memory copy of ``study`` whose parameters carry their short names (for the figures' axes);
+    the study itself when nothing is renamed or the copy cannot be made."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    if all(k == v for k, v in short.items()):
+        return study
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "a new study created in memory" line
+    try:
+        copy = optuna.create_study(directions=study.directions)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+            copy.add_trial(create_trial(
+                state=t.state, values=t.values if t.state == TrialState.COMPLETE else None,
+                params={short.get(k, k): v for k, v in t.params.items()},
+                distributions={short.get(k, k): d for k, d in t.distributions.items()},
+                intermediate_values=t.intermediate_values))
+        return copy
+    except Exception as exc:  # noqa: BLE001 - full names on the axes are worse, never fatal
+        log.warning("sweep report: parameters keep their full names (%s: %s)", type(exc).__name__, exc)
+        return study
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _figures(study: Any, names: list[str], directions: list[str]) -> dict[str, Callable[[], Any]]:
@@ -86,12 +129,13 @@ def _figures(study: Any, names: list[str], directions: list[str]) -> dict[str, C
     return figs
 
 
-def sweep_report(runs_dir: str | Path, study_name: str, storage: str | None = None) -> dict[str, Path]:
-    """Write the sweep's tables and figures; returns ``{name: file}`` (empty when no trial completed)."""
+def sweep_report(runs_dir: str | Path, study_name: str, storage: str | None = None,
+                 study_report: Path | None = None) -> dict[str, Path]:
+    """Write the sweep's tables, figures and index.html; returns ``{name: file}`` (empty when no trial
+    completed). ``study_report``: the study's own index.html, linked from the sweep's page."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.trial import TrialState
 
     study = load_optuna_study(runs_dir, study_name, storage)
@@ -105,12 +149,42 @@ def sweep_report(runs_dir: str | Path, study_name: str, storage: str | None = No
     manifest = Path(runs_dir) / study_name / "sweep.json"
     if manifest.exists():
         names = list(json.loads(manifest.read_text()).get("objectives", {})) or names
+    short = short_names(sorted({k for t in study.get_trials(deepcopy=False) for k in t.params}))
     files: dict[str, Path] = {}
-    frame = study.trials_dataframe()
-    atomic_write_text(out / "trials.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "trials.csv", study.trials_dataframe().to_csv(index=False))
     files["trials"] = out / "trials.csv"
-    atomic_write_text(out / "best_trials.md", _best_table(study, names))
+    best = _best_rows(study, names, short)
+    atomic_write_text(out / "best_trials.md", _markdown(best))
     files["best_trials"] = out / "best_trials.md"
+    files.update(_draw(readable_study(study, short), names, directions, out))
+    warnings_ = few_trials_warning(len(complete), files)
+    for text in warnings_:
+        log.warning("sweep %s: %s", study_name, text)
+    counts = {s.name.lower(): n for s in TrialState if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
+    link = os.path.relpath(study_report, out) if study_report is not None else None
+    page = SweepPage(study_name, names, directions, counts, best, short,
+                     [k for k in files if files[k].suffix == ".png"], warnings_, link)
+    files["index"] = write_index(page, out)
+    atomic_write_json(out / "index.json", {"study": study_name, "objectives": names, "directions": directions,
+                                           "parameters": short, "warnings": warnings_,
+                                           "files": {k: v.name for k, v in files.items()}})
+    return files
+
+
+def few_trials_warning(n_complete: int, files: dict[str, Path]) -> list[str]:
+    """A line for the page and the log when importances are drawn from fewer than 10 complete trials."""
+    if n_complete >= MIN_TRIALS_FOR_IMPORTANCE or not any(k.startswith("importances") for k in files):
+        return []
+    plural = "s" if n_complete != 1 else ""
+    text = (f"parameter importances rest on {n_complete} complete trial{plural} "
+            f"(fewer than {MIN_TRIALS_FOR_IMPORTANCE}): read them as a hint, not a ranking")
+    return [text]
+
+
+def _draw(study: Any, names: list[str], directions: list[str], out: Path) -> dict[str, Path]:
+    import matplotlib.pyplot as plt
+
+    files: dict[str, Path] = {}
     for fig_name, draw in _figures(study, names, directions).items():
         try:
             with warnings.catch_warnings():
@@ -122,6 +196,4 @@ def sweep_report(runs_dir: str | Path, study_name: str, storage: str | None = No
             files[fig_name] = out / f"{fig_name}.png"
         except Exception as exc:  # noqa: BLE001 - one figure Optuna cannot draw must not lose the others
             log.warning("sweep report: %s not drawn (%s: %s)", fig_name, type(exc).__name__, exc)
-    atomic_write_json(out / "index.json", {"study": study_name, "objectives": names, "directions": directions,
-                                           "files": {k: v.name for k, v in files.items()}})
     return files

@@ -48,6 +48,7 @@ def join_study(spec: SweepSpec, opened: OpenedStorage, worker_id: str) -> Any:
                                     sampler=sampler, pruner=pruner, load_if_exists=True)
     except ValueError as exc:  # e.g. a stored study with other directions
         raise ConfigError(f"study '{spec.name}' in storage '{opened.label}': {exc}") from None
+    _name_objectives(study, spec.objective_names)
     signature = space_signature(spec.params, spec.config.objectives)
     stored = study.user_attrs.get(SIGNATURE_ATTR)
     if stored is None:
@@ -56,6 +57,17 @@ def join_study(spec: SweepSpec, opened: OpenedStorage, worker_id: str) -> Any:
         raise ConfigError(f"study '{spec.name}' already exists in storage '{opened.label}' with a different search "
                           f"space or objectives; rename the study or use another storage")
     return study
+
+
+def _name_objectives(study: Any, names: list[str]) -> None:
+    """The objectives' names in the storage, so optuna-dashboard and ``optuna.load_study`` show ``total``,
+    not ``Objective 0``."""
+    import warnings
+
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # set_metric_names is marked experimental
+            study.set_metric_names(list(names))
 
 
 def enqueue_baselines(study: Any, spec: SweepSpec) -> int:
