@@ -36,7 +36,9 @@ class Clip:
 class Gallery:
     prompts: list[str]
     rows: list[tuple[str, dict[str, list[Clip]]]]  # (row label, prompt -> clips by seed)
-    notes: list[str] = field(default_factory=list)
+    seeds: list[object] = field(default_factory=list)  # the seeds a cell shows, in order
+    all_seeds: int = 0  # the seeds the study has
+    all_prompts: int = 0  # the distinct prompts the runs kept samples of
 
 
 def _samples(samples_dir: Path) -> list[tuple[Path, str, object]]:
@@ -74,12 +76,15 @@ def build_gallery(inputs: FigureInputs) -> Gallery | None:
     if old.is_dir():  # clips of runs no longer in the study must not linger
         shutil.rmtree(old)
     per_row: list[tuple[TableRow, dict[str, list[Clip]]]] = []
-    prompts: list[str] = []
+    prompts, seen = [], set()
+    every_seed = sorted({s for s in inputs.study.complete["seed"].dropna()})
+    seeds = every_seed[:MAX_SEEDS]
     for row in inputs.table.rows:
         cells: dict[str, list[Clip]] = {}
-        runs = inputs.runs_of(row).head(MAX_SEEDS)
-        for _, run in runs.iterrows():
+        runs = inputs.runs_of(row)
+        for _, run in runs[runs["seed"].isin(seeds)].iterrows():
             for path, prompt, _noise in _samples(Path(run["samples_dir"])):
+                seen.add(prompt)
                 if prompt not in prompts and len(prompts) < MAX_PROMPTS:
                     prompts.append(prompt)
                 if prompt in prompts:
@@ -90,14 +95,28 @@ def build_gallery(inputs: FigureInputs) -> Gallery | None:
     if not per_row:
         inputs.problems.append(f"{inputs.study.name}: no run kept an mp4 sample; no video gallery")
         return None
-    notes = [f"{row.label}: no sample of \"{p}\"" for row, cells in per_row for p in prompts if p not in cells]
-    return Gallery(prompts, [(row.label, cells) for row, cells in per_row], notes)
+    return Gallery(prompts, [(row.label, cells) for row, cells in per_row], seeds, len(every_seed), len(seen))
+
+
+def _seed(seed: object) -> str:
+    return str(int(seed)) if isinstance(seed, float) and seed.is_integer() else str(seed)
 
 
 def _clip(clip: Clip) -> str:
     src = html.escape(clip.file)
     return (f'<figure class="clip"><video src="{src}" width="{VIDEO_WIDTH}" controls loop muted playsinline '
-            f'preload="auto"></video><figcaption>seed {html.escape(str(clip.seed))}</figcaption></figure>')
+            f'preload="auto"></video><figcaption>seed {html.escape(_seed(clip.seed))}</figcaption></figure>')
+
+
+def _cell(clips: list[Clip], seeds: list[object]) -> str:
+    """A clip per seed; a seed without one (a failed run, no sample of the prompt) says so in its place."""
+    by_seed = {_seed(c.seed): c for c in clips}
+    parts = []
+    for seed in seeds:
+        clip = by_seed.get(_seed(seed))
+        parts.append(_clip(clip) if clip else f'<figure class="clip missing"><div>no sample</div>'
+                                             f"<figcaption>seed {html.escape(_seed(seed))}</figcaption></figure>")
+    return "".join(parts)
 
 
 def gallery_html(gallery: Gallery) -> str:
@@ -105,10 +124,14 @@ def gallery_html(gallery: Gallery) -> str:
     head = "<th>Row</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in gallery.prompts)
     body = []
     for label, cells in gallery.rows:
-        tds = "".join(f"<td>{''.join(_clip(c) for c in cells.get(p, []))}</td>" for p in gallery.prompts)
+        tds = "".join(f"<td>{_cell(cells.get(p, []), gallery.seeds)}</td>" for p in gallery.prompts)
         body.append(f"<tr><th>{html.escape(label)}</th>{tds}</tr>")
-    caption = (f"Rows: method · steps; columns: the first {len(gallery.prompts)} prompts; in each cell the "
-               f"model of each seed (at most {MAX_SEEDS}), the first noise draw of that prompt, which is the same "
-               "for every row at a seed. The mp4 files lie in videos/ beside this page.")
+    prompts = (f"all {len(gallery.prompts)} prompts the runs kept samples of" if gallery.all_prompts <= len(gallery.prompts)
+               else f"the first {len(gallery.prompts)} of the {gallery.all_prompts} prompts the runs kept samples of")
+    seeds = (f"every seed ({len(gallery.seeds)})" if gallery.all_seeds <= len(gallery.seeds)
+             else f"the first {len(gallery.seeds)} of {gallery.all_seeds} seeds")
+    caption = (f"Rows: method · steps; columns: {prompts}; in each cell the model of {seeds}, the first noise "
+               "draw of that prompt, which is the same for every row at a seed. The mp4 files lie in videos/ "
+               "beside this page.")
     return (f'<div class="scroll"><table class="gallery"><caption>{html.escape(caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")

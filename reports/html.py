@@ -35,6 +35,8 @@ table.gallery th { text-align: left; vertical-align: top; white-space: normal; m
 table.gallery td { text-align: left; vertical-align: top; }
 figure.clip { display: inline-block; margin: 0 0.3em 0.3em 0; text-align: center; }
 figure.clip video { image-rendering: pixelated; background: #000; display: block; }
+figure.clip.missing div { width: 128px; height: 128px; background: #eee; color: #777; display: flex;
+  align-items: center; justify-content: center; font-size: 0.8em; }
 .evaluator { background: #eef3fa; padding: 0.4em 0.6em; border-left: 3px solid #4a78b5; }
 """
 

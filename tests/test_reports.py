@@ -270,6 +270,20 @@ def test_every_score_figure_and_table_names_the_evaluator(built):
     assert "sprites-bench scores" in page  # the table's group header
 
 
+def test_the_gallery_shows_rows_by_prompts_with_a_clip_per_seed(built):
+    runs, _ = built
+    page = (runs / "report" / "index.html").read_text()
+    gallery = page.split('<table class="gallery">')[1].split("</table>")[0]
+    assert [f"<th>{p}</th>" in gallery for p in fx.PROMPTS] == [True, True]
+    assert "columns: all 2 prompts the runs kept samples of; in each cell the model of every seed (3)" in gallery
+    assert gallery.count("<video ") == 6 * 2 * 3 - 2  # ASD · 2 seed 2 failed: its place says so, per prompt
+    assert gallery.count("no sample</div><figcaption>seed 2</figcaption>") == 2
+    clips = re.findall(r'<video src="(videos/[^"]+)"', gallery)
+    assert all((runs / "report" / clip).stat().st_size > 0 for clip in clips)
+    failed = fx.run_hash(*fx.FAILED)
+    assert f'<a href="../{fx.STUDY}/{failed}/">{failed}</a>' in page  # run hashes link to their folders
+
+
 # -- display names ----------------------------------------------------------------------------------
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
