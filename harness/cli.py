@@ -145,6 +145,24 @@ def _worker(**kwargs) -> int:
     return worker(**kwargs)
 
 
+def _gc_parser() -> ArgumentParser:
+    from .commands.gc import gc
+
+    p = new_parser(gc.__doc__)
+    p.add_argument("runs_dir", type=Path, nargs="?", default=Path("runs"), help="the runs folder")
+    p.add_argument("--cache-dir", dest="cache_dir", type=Path | None, default=None,
+                   help="the stage cache (default: RUNS_DIR/.stages or $HARNESS_CACHE_DIR)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="list what would go, with sizes; remove nothing")
+    return p
+
+
+def _gc(**kwargs) -> int:
+    """Remove the intermediate checkpoints of finished stages and complete runs (--dry-run: list them)."""
+    from .commands.gc import gc
+
+    return gc(**kwargs)
+
+
 COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
     "run": (_run_parser, run),
     "validate": (_validate_parser, validate),
@@ -153,6 +171,7 @@ COMMANDS: dict[str, tuple[Callable[[], ArgumentParser], Callable[..., int]]] = {
     "sweep": (_sweep_parser, _sweep),
     "worker": (_worker_parser, _worker),
     "eval": (_eval_parser, _eval),
+    "gc": (_gc_parser, _gc),
 }
 
 

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.commands.eval_results import read_vbench_results, weight_free_results, write_results
+from harness.errors import ConfigError
 from harness.evaluation.vbench import VBENCH, VBENCH_KEYS, final_scores
-from harness.evaluation.vbench_backend import evaluate_samples
+from harness.evaluation.vbench_backend import EvalOptions, evaluate_samples
+
+RESULTS_NAME = EvalOptions.name  # vbench's run name: results/<name>_eval_results.json
 
 
 def format_table(raw: dict[str, float]) -> str:
-    """Dimension, group, raw score (fraction), normalised score (0-100); the Total when all are there."""
-    lines = [f"{'dimension':<24}{'group':<10}{'raw':>10}{'normalised':>12}"]
+    """Dimension, group, raw score in percent (as reports and VBench's leaderboard print it) and VBench's
+    normalised score ((raw − min)/(max − min), what its Total averages); the Total when all are there."""
+    lines = [f"{'dimension':<24}{'group':<10}{'raw %':>10}{'normalised %':>14}"]
     for key in VBENCH_KEYS:
         if key in raw:
             dim = VBENCH.dimension(key)
-            lines.append(f"{key:<24}{dim.group:<10}{raw[key]:>10.5f}{100 * dim.normalise(raw[key]):>12.2f}")
+            lines.append(f"{key:<24}{dim.group:<10}{100 * raw[key]:>10.3f}{100 * dim.normalise(raw[key]):>14.2f}")
     if all(key in raw for key in VBENCH_KEYS):
         scores = final_scores(raw)
         lines.append(
             f"VBench total {scores.total:.2f} | quality {scores.quality:.2f} | semantic {scores.semantic:.2f}"
+            " (from normalised scores)"
         )
     else:
         lines.append(f"{len(raw)} of {len(VBENCH_KEYS)} dimensions: no VBench total (it needs all of them)")
@@ -49,7 +55,9 @@ def eval_command(
             ``weight-free`` (the harness's exact temporal_flickering, no vbench needed).
         dimensions: VBench dimension keys; default: all the backend supports.
         mode: ``vbench_standard`` (prompts matched against VBench_full_info.json) or ``custom_input``.
-        output_dir: where staged videos, vbench's log and results go (default: ``<samples_dir>/../vbench``).
+        output_dir: where ``results.json`` and ``results/<name>_eval_results.json`` (VBench's layout) go, and
+            with vbench its staged videos and log (default for vbench: ``<samples_dir>/../vbench``; the
+            weight-free backend writes files only when it is given).
         device: torch device for vbench (``cpu`` or ``cuda``).
         full_info: a ``VBench_full_info.json``; default: the one shipped in the vbench package.
         extended_prompts: extended prompt list aligned 1:1 with the suite, used to map sample prompts back.
@@ -57,17 +65,29 @@ def eval_command(
             .cache/vbench-venv).
         timeout_s: stop vbench after this many seconds.
     """
-    raw = evaluate_samples(
-        samples_dir,
-        backend=backend,
-        dimensions=dimensions,
-        mode=mode,
-        output_dir=output_dir,
-        device=device,
-        full_info=full_info,
-        extended_prompts=extended_prompts,
-        vbench_python=vbench_python,
-        timeout_s=timeout_s,
-    )
+    if backend == "weight-free":  # per-video scores as well, for the results file
+        unsupported = [d for d in dimensions or [] if d != "temporal_flickering"]
+        if unsupported:
+            raise ConfigError(f"backend 'weight-free' computes only temporal_flickering, not {unsupported}")
+        results = weight_free_results(Path(samples_dir))
+        raw = {key: entry[0] for key, entry in results.items()}
+    else:
+        raw = evaluate_samples(
+            samples_dir,
+            backend=backend,
+            dimensions=dimensions,
+            mode=mode,
+            output_dir=output_dir,
+            device=device,
+            full_info=full_info,
+            extended_prompts=extended_prompts,
+            vbench_python=vbench_python,
+            timeout_s=timeout_s,
+        )
+        output_dir = Path(output_dir or Path(samples_dir).resolve().parent / "vbench")
+        results = read_vbench_results(output_dir, RESULTS_NAME)
     print(format_table(raw))
+    if output_dir is not None:
+        used_mode = mode if backend == "vbench" else None  # the weight-free score matches no prompt suite
+        print(f"results: {write_results(Path(output_dir), RESULTS_NAME, backend, used_mode, results)}")
     return 0

@@ -226,7 +226,8 @@ def check_against_suite(
         if prompt not in wanted:
             raise ConfigError(
                 f"{samples[0].path}: prompt {prompt[:80]!r} is not a VBench prompt of "
-                f"{list(dimensions)} in {source.name}; VBench would not match this file"
+                f"{list(dimensions)} in {source.name}; VBench would not match this file (for samples of "
+                "your own prompts, e.g. sprites, use --mode custom_input)"
             )
         if len(samples) > SAMPLES_PER_PROMPT:
             raise ConfigError(

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.engine.config import expand_dotted
 from harness.errors import require
 from harness.sweep.schema import SweepSpec
 
@@ -40,9 +41,10 @@ class WandbTrialCallback:
 
     def __call__(self, study: Any, trial: Any) -> None:
         try:
+            # nested like the runs' own config (method.init_args.alpha → {"method": {"init_args": {...}}})
             run = self._init(id=f"{self.study_name}-trial-{trial.number}", name=f"trial-{trial.number}",
-                             job_type="trial", resume="allow",
-                             config={**trial.params, "runs": trial.user_attrs.get("harness.runs", [])})
+                             job_type="trial", resume="allow", tags=[f"study:{self.study_name}"[:64], "trial"],
+                             config={**expand_dotted(trial.params), "runs": trial.user_attrs.get("harness.runs", [])})
             run.summary["state"] = trial.state.name.lower()
             for name, value in zip(self.objective_names, trial.values or []):
                 run.summary[name] = value
@@ -56,7 +58,13 @@ class WandbTrialCallback:
             import wandb
 
             frame = study.trials_dataframe()
-            run = self._init(name=f"sweep-{self.study_name}", job_type="sweep")
+            if self.mode == "offline":  # the table holds every trial: one copy, replaced, not one per worker exit
+                import shutil
+
+                for old in (self.folder / "wandb").glob(f"offline-run-*-{self.study_name}-sweep"):
+                    shutil.rmtree(old, ignore_errors=True)
+            run = self._init(id=f"{self.study_name}-sweep", name=f"sweep-{self.study_name}", job_type="sweep",
+                             resume="allow", tags=[f"study:{self.study_name}"[:64], "sweep"])
             run.log({"trials": wandb.Table(dataframe=frame.astype(str))})
             run.summary["n_trials"] = len(frame)
             run.finish()
