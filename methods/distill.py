@@ -26,8 +26,8 @@ from harness.diffusion.schedules import STEP_READINGS, StepSchedule
 from harness.errors import ConfigError
 from harness.worlds.base import World
 from methods.base import Method, Samples, TrainContext
-from methods.distribution_matching import DistributionMatching, ScoreTimesteps
-from methods.trainer import StepOutput, Trainer, TrainingRecipe, TrainSettings
+from methods.distribution_matching import DEFAULT_TIMESTEPS, DistributionMatching, ScoreTimesteps
+from methods.trainer import DEFAULT_TRAIN, StepOutput, Trainer, TrainingRecipe, TrainSettings
 
 INFERENCE_MODES = ("uniform", "ffe")
 
@@ -69,17 +69,30 @@ class ScoreRecipe:
 
 
 class DistillationMethod(Method):
-    """A method trained by the shared loop and sampled by the shared causal sampler."""
+    """A method trained by the shared loop and sampled by the shared causal sampler.
+
+    The settings every distillation method shares are its constructor's; a subclass takes its own and
+    passes the rest on (``**shared``), so study files write all of them flat under ``init_args``.
+
+    Args:
+        step_list: un-shifted full step list (Self Forcing ``denoising_step_list``, ``[1000, 750, 500, 250]``).
+        reading: how ``n`` steps are taken from ``step_list``: ``prefix`` or ``skip``
+            (:mod:`harness.diffusion.schedules`).
+        inference: ``uniform`` or ``ffe``: what a bare step count means when sampling.
+        renoise: re-noise rule of rollouts and the sampler: ``sde`` (fresh noise, Self Forcing) or ``ode``.
+        train: the shared optimisation settings.
+        timesteps: the DMD / critic noise-level sampler (shift 5, clamp [20, 980]).
+    """
 
     def __init__(
         self,
         *,
-        train: TrainSettings,
-        timesteps: ScoreTimesteps,
         step_list: tuple[float, ...] = DEFAULT_STEP_LIST,
         reading: str = "prefix",
         inference: str = "uniform",
         renoise: str = "sde",
+        train: TrainSettings = DEFAULT_TRAIN,
+        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
     ) -> None:
         if inference not in INFERENCE_MODES:
             raise ConfigError(f"inference '{inference}' is unknown; choose one of {list(INFERENCE_MODES)}")

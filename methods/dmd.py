@@ -10,18 +10,20 @@ block-causal forward over the whole noisy video, the diffusion-forcing variant C
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from harness.diffusion.conventions import DEFAULT_STEP_LIST, add_noise, sigma_from_timestep, warp_timesteps
+from harness.diffusion.conventions import add_noise, sigma_from_timestep, warp_timesteps
 from harness.diffusion.kv_cache import KVCache
 from harness.diffusion.sampling import NoiseSource, predict_x0, write_context
 from harness.diffusion.schedules import select_steps
 from harness.errors import ConfigError
 from harness.worlds.base import World
 from methods.distill import DistillationMethod, ScoreRecipe
-from methods.distribution_matching import DEFAULT_TIMESTEPS, ScoreTimesteps, dmd_loss
-from methods.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
+from methods.distribution_matching import dmd_loss
+from methods.trainer import StepOutput
 
 __all__ = ["DMD", "CausVidRecipe", "dmd_loss"]  # dmd_loss lives with the other DMD terms
 
@@ -86,41 +88,19 @@ class DMD(DistillationMethod):
 
     name = "dmd"
 
-    def __init__(
-        self,
-        num_steps: int = 4,
-        context: str = "clean",
-        step_list: tuple[float, ...] = DEFAULT_STEP_LIST,
-        reading: str = "prefix",
-        inference: str = "uniform",
-        renoise: str = "sde",
-        train: TrainSettings = DEFAULT_TRAIN,
-        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
-    ) -> None:
+    def __init__(self, num_steps: int = 4, context: str = "clean", **shared: Any) -> None:
         """
         Args:
             num_steps: noise levels the student is trained at: ``num_steps`` entries of ``step_list``
                 (warped).
             context: ``clean`` (teacher-forced real context, via the KV cache) or ``noisy`` (one
                 block-causal forward over the noised video, CausVid's released code).
-            step_list: un-shifted 4-step list (Self Forcing ``denoising_step_list``).
-            reading: how ``n`` steps are taken from ``step_list``: ``prefix`` or ``skip`` (harness.diffusion.schedules).
-            inference: ``uniform`` or ``ffe``: what a bare step count means when sampling.
-            renoise: sampler re-noise rule, ``sde`` (fresh noise, Self Forcing) or ``ode`` (Euler).
-            train: the shared optimisation settings.
-            timesteps: the DMD / critic noise-level sampler (shift 5, clamp [20, 980]).
+            **shared: the settings of every distillation method (:class:`DistillationMethod`).
         """
-        super().__init__(
-            train=train,
-            timesteps=timesteps,
-            step_list=step_list,
-            reading=reading,
-            inference=inference,
-            renoise=renoise,
-        )
+        super().__init__(**shared)
         if context not in CONTEXT_MODES:
             raise ConfigError(f"dmd context '{context}' is unknown; choose one of {list(CONTEXT_MODES)}")
-        select_steps(self.step_list, num_steps, reading)  # validates num_steps
+        select_steps(self.step_list, num_steps, self.reading)  # validates num_steps
         self.num_steps, self.context = num_steps, context
 
     def build_recipe(

@@ -10,16 +10,16 @@ for one fixed step list: 4 steps is the paper's Self Forcing, 2 and 1 are the re
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from harness.diffusion.conventions import DEFAULT_STEP_LIST
 from harness.diffusion.sampling import NoiseSource, Rollout, causal_rollout
 from harness.diffusion.schedules import StepSchedule
 from harness.worlds.base import World
 from methods.distill import DistillationMethod, ScoreRecipe
-from methods.distribution_matching import DEFAULT_TIMESTEPS, ScoreTimesteps
-from methods.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
+from methods.trainer import StepOutput
 
 
 class SelfRolloutRecipe(ScoreRecipe):
@@ -87,35 +87,15 @@ class SelfForcing(DistillationMethod):
 
     name = "self_forcing"
 
-    def __init__(
-        self,
-        num_steps: int = 4,
-        step_list: tuple[float, ...] = DEFAULT_STEP_LIST,
-        reading: str = "prefix",
-        inference: str = "uniform",
-        renoise: str = "sde",
-        train: TrainSettings = DEFAULT_TRAIN,
-        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
-    ) -> None:
+    def __init__(self, num_steps: int = 4, **shared: Any) -> None:
         """
         Args:
             num_steps: steps the student is trained for; the exit step is drawn from ``0..num_steps-1``.
-            step_list: un-shifted full step list (Self Forcing ``[1000, 750, 500, 250]``).
-            reading: how ``num_steps`` steps are taken from ``step_list``: ``prefix`` or ``skip``.
-            inference: ``uniform`` or ``ffe``: what a bare step count means when sampling.
-            renoise: re-noise rule of the rollout and the sampler: ``sde`` (Self Forcing) or ``ode``.
-            train: the shared optimisation settings (Self Forcing ratio 5).
-            timesteps: the DMD / critic noise-level sampler (shift 5, clamp [20, 980]).
+            **shared: the settings of every distillation method (:class:`DistillationMethod`; Self Forcing
+                trains with ratio 5).
         """
-        super().__init__(
-            train=train,
-            timesteps=timesteps,
-            step_list=step_list,
-            reading=reading,
-            inference=inference,
-            renoise=renoise,
-        )
-        StepSchedule.uniform(num_steps, base=self.step_list, reading=reading)  # validates num_steps
+        super().__init__(**shared)
+        StepSchedule.uniform(num_steps, base=self.step_list, reading=self.reading)  # validates num_steps
         self.num_steps = num_steps
 
     def build_recipe(

@@ -114,3 +114,28 @@ def test_a_generator_trained_here_scores_as_the_one_read_back_and_a_cached_stage
         assert sorted(set(loads)) == (["causal_init", "teacher"] if runs == "built" else [])
     scores = {k: v for k, v in results[0].items() if k not in ("latency_s", "generator")}
     assert scores == {k: v for k, v in results[1].items() if k not in ("latency_s", "generator")}
+
+
+@pytest.mark.parametrize("class_path", ["methods.dmd.DMD", "methods.self_forcing.SelfForcing", "methods.asd.ASD"])
+def test_every_method_takes_the_shared_settings_flat_and_suggests_them_when_misspelt(class_path):
+    """The shared settings are declared once (DistillationMethod); each method passes them on."""
+    from harness.engine.config import init_parameters
+    from harness.errors import ConfigError
+    from methods.distill import DistillationMethod
+
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    shared = init_parameters(DistillationMethod)
+    assert shared == {"step_list", "reading", "inference", "renoise", "train", "timesteps"}
+    assert shared <= init_parameters(cls)
+    pipe = _pipeline_for(class_path, {"reading": "skip", "renoise": "ode", "train": {"steps": 3}})
+    assert (pipe.method.reading, pipe.method.renoise, pipe.method.train.steps) == ("skip", "ode", 3)
+    with pytest.raises(ConfigError, match=r"unknown key 'step_lst' \(did you mean 'step_list'\?\)"):
+        _pipeline_for(class_path, {"step_lst": [1000, 500]})
+
+
+def _pipeline_for(class_path: str, method_args: dict) -> Pipeline:
+    config = {"class_path": "harness.pipelines.DistillAndEvaluate",
+              "init_args": {"world": WORLD, "num_videos": 2, "num_reference": 0,
+                            "method": {"class_path": class_path, "init_args": method_args}}}
+    return instantiate_plugin(config, Pipeline, "test", "pipeline")

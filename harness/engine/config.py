@@ -244,6 +244,20 @@ def format_parse_error(message: str, raw: Mapping[str, Any] | None = None, prefi
     return f"key '{path}': {reason}" if path else reason
 
 
+def init_parameters(cls: type) -> set[str]:
+    """The keyword arguments a class's constructor accepts, following ``**kwargs`` up the base classes
+    (a method passes the shared settings on to :class:`~methods.distill.DistillationMethod`)."""
+    names: set[str] = set()
+    for base in cls.__mro__:
+        if base is object or "__init__" not in vars(base):
+            continue
+        params = inspect.signature(base.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None, top_level: Sequence[str]) -> str | None:
     """Suggest a close accepted name: init args of the plugin at ``key_path``, or ``top_level`` keys."""
     candidates: list[str] = []
@@ -256,7 +270,7 @@ def _did_you_mean(bad: str, key_path: str, raw: Mapping[str, Any] | None, top_le
             try:
                 module, name = class_path.rsplit(".", 1)
                 cls = getattr(importlib.import_module(module), name)
-                candidates = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+                candidates = sorted(init_parameters(cls))
             except (ImportError, AttributeError, TypeError, ValueError):
                 candidates = []
     elif not key_path:

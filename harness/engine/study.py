@@ -22,7 +22,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser, lazy_instance
 
-from harness.engine.config import LoadedStudy, check_allowlist, deep_merge, load_raw_study
+from harness.engine.config import LoadedStudy, check_allowlist, deep_merge, init_parameters, load_raw_study
 from harness.engine.executors import Executor, InProcessExecutor
 from harness.engine.identity import config_hash
 from harness.engine.pipeline import Pipeline
@@ -154,7 +154,7 @@ def apply_level(pipeline: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     init_args = dict(pipeline.get("init_args") or {})
     if new_class is not None and new_class != pipeline.get("class_path"):
         accepted = _init_parameters(new_class)
-        init_args = {k: v for k, v in init_args.items() if accepted is None or k in accepted}
+        init_args = {k: v for k, v in init_args.items() if k in accepted}
         pipeline = {"class_path": new_class}
     return {**pipeline, "init_args": deep_merge(init_args, overrides)}
 
@@ -178,26 +178,16 @@ def _is_plugin(node: Any) -> bool:
     return isinstance(node, Mapping) and ("class_path" in node or "init_args" in node)
 
 
-def _init_parameters(class_path: str) -> set[str] | None:
-    """Constructor parameters of a class (None when it takes **kwargs); the allowlist was checked."""
+def _init_parameters(class_path: str) -> set[str]:
+    """Constructor parameters of a class, through ``**kwargs`` to its bases; the allowlist was checked."""
     import importlib
-    import inspect
 
     module, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         return set()  # parsing reports the bad class_path with its key
-    params = inspect.signature(cls).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        # **kwargs pass through to the base class: accept what the first concrete parent accepts too
-        names = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
-        for base in cls.__mro__[1:]:
-            if "__init__" in vars(base):
-                names |= {p.name for p in inspect.signature(base).parameters.values()} - {"self", "kwargs"}
-                break
-        return names
-    return {p.name for p in params}
+    return init_parameters(cls)
 
 
 def expand_runs(name: str, raw_pipeline: Mapping[str, Any], grid: Grid, seeds: list[int], source: str,
