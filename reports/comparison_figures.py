@@ -83,7 +83,9 @@ def frontier(inputs: FigureInputs) -> Figure | None:
     """Headline score against NFE and against latency: a colour per method, its step counts as labels."""
     table, key = inputs.table, inputs.headline()
     latency = "latency_s" if any(c.key == "latency_s" for c in table.columns) else None
-    rows = [r for r in table.rows if key and r.cells.get(key) and not math.isnan(r.nfe)]
+    rows = [r for r in table.rows if key and r.cells.get(key) and not math.isnan(r.nfe) and r.nfe > 0]
+    # rows with a score and no sampling cost (real data): a horizontal reference line, not a point
+    free = [r for r in table.rows if key and r.cells.get(key) and (math.isnan(r.nfe) or r.nfe <= 0)]
     if not rows:
         inputs.problems.append(f"{inputs.study.name}: no row has both NFE and {key or 'a score'}; no frontier plot")
         return None
@@ -126,16 +128,40 @@ def frontier(inputs: FigureInputs) -> Figure | None:
         labels.append((ax, points, texts, tints))
     handles = [Line2D([], [], color=colors[m], marker=marks[m], linestyle="", label=m) for m in methods]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="method")
+    outside = _reference_lines(axes, free, key)
     fig.tight_layout()
     for ax, points, texts, tints in labels:  # after the layout, which moves and resizes the axes
         place_labels(ax, points, texts, tints)
     name = _save(fig, inputs, "frontier.png")
-    note = (f" Latency intervals reaching below 0 s ({', '.join(dict.fromkeys(clipped))}) are drawn to a tenth "
-            "of the mean (a log axis has no 0)." if clipped else "")
+    note = "".join([
+        f" Dotted lines: {', '.join(r.method for r in free if r not in outside)} (no sampling cost)."
+        if len(free) > len(outside) else "",
+        f" Without a sampling cost and outside the plotted range: "
+        f"{'; '.join(f'{r.method} {r.cells[key].mean:.2f}' for r in outside)}." if outside else "",
+        f" Latency intervals reaching below 0 s ({', '.join(dict.fromkeys(clipped))}) are drawn to a tenth of "
+        "the mean (a log axis has no 0)." if clipped else ""])
     return Figure(name, "Quality against speed",
                   f"{_score_label(table, key)}, mean ± 95% CI over seeds, against NFE and against measured sampling "
                   "latency (mean ± 95% CI over seeds); a colour per method, each point labelled with its steps "
                   f"(n* = first-frame enhancement); the dashed grey line is the Pareto frontier.{note}")
+
+
+def _reference_lines(axes, free: list[TableRow], key: str) -> list[TableRow]:
+    """A dotted line per row without a sampling cost, where it lies within a quarter of the plotted range
+    of the scores; the rows outside are returned, for the caption to give their values."""
+    outside = []
+    for row in free:
+        value = row.cells[key].mean
+        low, high = axes[0].get_ylim()
+        margin = 0.25 * (high - low)
+        if not low - margin <= value <= high + margin:
+            outside.append(row)
+            continue
+        for ax in axes:
+            ax.axhline(value, color="black", linestyle=":", linewidth=1)
+            ax.annotate(row.method, (1.0, value), xycoords=("axes fraction", "data"), xytext=(-3, 2),
+                        textcoords="offset points", ha="right", va="bottom", fontsize=FONT_SIZE)
+    return outside
 
 
 def _cell_pair(row: TableRow, key: str | None) -> tuple[float | None, float]:
@@ -186,7 +212,7 @@ def dimension_differences(inputs: FigureInputs) -> Figure | None:
         ax.axvline(0.0, color="grey", linewidth=0.8)
         ax.set_title(f"{step} step{'s' if step != '1' else ''}", fontsize=9)
         ax.set_xlabel("difference (points)", fontsize=8)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     for ax in list(axes.flat)[len(steps):]:
         ax.set_visible(False)
     axes[0][0].set_yticks(y, [c.label for c in columns], fontsize=8)

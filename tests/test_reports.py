@@ -586,7 +586,11 @@ PLAY_VIDEOS = """(async () => {
                                   v.addEventListener('error', done, {once: true}); setTimeout(done, 5000); });
     }
     let played = 'no';
-    try { await v.play(); await new Promise(done => setTimeout(done, 400)); played = v.currentTime > 0 ? 'yes' : 'stuck'; }
+    try {
+      await v.play();
+      for (let i = 0; i < 50 && v.currentTime === 0; i++) await new Promise(done => setTimeout(done, 100));
+      played = v.currentTime > 0 ? 'yes' : 'stuck';
+    }
     catch (e) { played = String(e); }
     out.push([v.getAttribute('src'), v.readyState, v.videoWidth, v.duration, played, v.error ? v.error.code : null]);
   }
