@@ -224,12 +224,12 @@ def _execute_locked(job: RunJob, run_dir: RunDir, previous: dict, progress: Prog
 
 def run_tags(spec: RunSpec) -> list[str]:
     """Tracker tags to filter runs by: the study, the method (the pipeline's, else the pipeline itself)
-    and the sampling schedule or step count where the pipeline has one."""
+    and the sampling schedule where the pipeline has one (``schedule: 1*``)."""
     args = spec.config["pipeline"].get("init_args") or {}
     method = args.get("method")
     plugin = method.get("class_path") if isinstance(method, Mapping) else spec.config["pipeline"].get("class_path")
     tags = [f"study:{spec.study}", f"method:{str(plugin).rsplit('.', 1)[-1].lower()}"]
-    schedule = args.get("schedule", args.get("steps"))
+    schedule = args.get("schedule")
     if schedule is not None:
         tags.append(f"schedule:{schedule}")
     return [t[:64] for t in tags]  # W&B's limit
