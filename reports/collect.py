@@ -324,12 +324,18 @@ def load_curves(study: StudyData) -> pd.DataFrame:
 
 
 def _curve_names(trained: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """A curve per distilled variant: its display name, or 'name (variant)' where variants share one
+    """A curve per distilled variant: its display name, or 'name · steps' where variants share one
     (Self Forcing† retrained at 1 and at 2 steps are two trainings, never one curve over both)."""
     pairs = trained[["method", "variant"]].drop_duplicates()
     shared = pairs["method"].value_counts()
-    return {(m, v): (f"{m} ({v})" if shared[m] > 1 and m != v else m)
-            for m, v in pairs.itertuples(index=False)}
+    names = {}
+    for m, v in pairs.itertuples(index=False):
+        steps = list(dict.fromkeys(trained.loc[trained["variant"] == v, "steps"]))
+        if shared[m] < 2 or m == v:
+            names[(m, v)] = m
+        else:  # 'Self Forcing† · 2', as its table row reads; the variant key where it samples several step counts
+            names[(m, v)] = f"{m} · {steps[0]}" if len(steps) == 1 else f"{m} ({v})"
+    return names
 
 
 def _jsonl(path: Path, problems: list[str], where: str) -> list[dict]:

@@ -338,6 +338,34 @@ def test_a_method_display_name_labels_a_level(tmp_path):
         ("variant", "a"): "A"}
 
 
+def _relabel(study: Path, dmd: str, asd: str) -> None:
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["config"]["grid"][0]["variant"]["dmd"]["label"] = dmd
+    manifest["config"]["grid"][0]["variant"]["asd"]["label"] = asd
+    (study / "study.json").write_text(json.dumps(manifest))
+
+
+def test_variants_sharing_a_label_keep_their_rows_and_curves_apart(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    for method, keep in (("DMD", "1"), ("ASD", "2")):  # as Self Forcing† retrained at 1 and at 2 steps
+        for schedule in fx.SCHEDULES:
+            for seed in fx.SEEDS:
+                if schedule != keep:
+                    shutil.rmtree(study / fx.run_hash(method, schedule, seed))
+    _relabel(study, "SF†", "SF†")
+    data = collect_study(study)
+    assert [(r.method, r.steps) for r in build_table(data).rows] == [("SF†", "1"), ("SF†", "2"), ("Real data", "—")]
+    assert list(dict.fromkeys(load_curves(data)["method"])) == ["SF† · 1", "SF† · 2"]
+
+
+def test_variants_sharing_a_label_at_one_step_count_are_told_apart(tmp_path):
+    study = fx.write_ablation(tmp_path, samples=False)
+    _relabel(study, "Same", "Same")
+    table = build_table(collect_study(study))
+    assert [r.label for r in table.rows[:4]] == ["Same (dmd) · 1", "Same (dmd) · 2", "Same (dmd) · 1*",
+                                                 "Same (asd) · 1"]
+
+
 def test_the_dmd_row_is_not_called_asd_in_results():
     from methods.asd import ASD
 
