@@ -78,6 +78,24 @@ def test_wandb_group_job_type_and_tags_come_from_study_row_and_method(tmp_path):
     assert run_record["config"]["update"]["pipeline"]["init_args"]["steps"] == 3  # nested, not "pipeline.init_args"
 
 
+def test_a_run_that_reuses_a_stage_points_at_the_run_that_built_it(tmp_path):
+    """The builder's W&B run holds the stage's history; the others name it instead of being empty."""
+    path = study(tmp_path, "{class_path: harness.tracking.WandbTracker}")
+    path.write_text(path.read_text().replace("- variant: {a: {}}", "- variant: {a: {}, b: {scale: 2.0}}"))
+    runs = tmp_path / "runs"
+    proc = harness("run", str(path), "--runs-dir", str(runs), "--plain", "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    assert "table: building" in proc.stderr and "table: cache hit" in proc.stderr
+    built_by = {}
+    for wandb_run in (runs / "tracked" / "wandb").glob("offline-run-*"):
+        for r in records(wandb_run):
+            if r.get("type") == "summary" and "built_by" in json.dumps(r):
+                built_by[wandb_run.name[-16:]] = r["summary"]["update"]
+    (reuser, summary), = built_by.items()  # one run found the stage built
+    builder = next(p.name for p in (runs / "tracked").iterdir() if p.is_dir() and len(p.name) == 16 and p.name != reuser)
+    assert json.dumps(summary).count(f"tracked/{builder}") == 1
+
+
 class VideoCounting(CountingPipeline):
     """The toy pipeline that also leaves a real mp4 (with its sidecar) in the run's samples folder."""
 
