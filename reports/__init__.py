@@ -37,6 +37,7 @@ class StudyReport:
     total_runs: int
     problems: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
+    evaluator: str = ""  # 'sprites-bench (harness 0.1.0)', 'VBench 0.1.5'
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
         inputs = FigureInputs(data, table, curves, out_dir, data.problems)
         drawn = build_figures(inputs)
         built = build_gallery(inputs)
-        gallery = gallery_html(built) if built else ""
+        gallery = gallery_html(built, _relative(folder, out_dir)) if built else ""
     sentences = findings(data, table, curves)
     _log_table(data, table, tracker, [out_dir / f.file for f in drawn])
     (out_dir / "findings.md").write_text("".join(f"- {s}\n" for s in sentences), encoding="utf-8")
@@ -112,7 +113,8 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
                      _relative(folder, out_dir), evaluator_sentence(table))
     index = write_study_page(page, out_dir)
     complete = int((data.runs["state"] == "complete").sum()) if len(data.runs) else 0
-    return StudyReport(data.name, index, complete, len(data.runs), data.problems, sentences)
+    return StudyReport(data.name, index, complete, len(data.runs), data.problems, sentences,
+                       data.evaluator.text if data.evaluator else "")
 
 
 def _relative(folder: Path, out_dir: Path) -> str:

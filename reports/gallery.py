@@ -102,29 +102,33 @@ def _seed(seed: object) -> str:
     return str(int(seed)) if isinstance(seed, float) and seed.is_integer() else str(seed)
 
 
-def _clip(clip: Clip) -> str:
-    src = html.escape(clip.file)
+def _clip(clip: Clip, runs_href: str) -> str:
+    """The video, captioned with its seed, which links to the run folder when ``runs_href`` is given."""
+    src, seed = html.escape(clip.file), f"seed {html.escape(_seed(clip.seed))}"
+    if runs_href:
+        seed = f'<a href="{html.escape(runs_href + clip.run)}/" title="run {html.escape(clip.run)}">{seed}</a>'
     return (f'<figure class="clip"><video src="{src}" width="{VIDEO_WIDTH}" controls loop muted playsinline '
-            f'preload="auto"></video><figcaption>seed {html.escape(_seed(clip.seed))}</figcaption></figure>')
+            f'preload="auto"></video><figcaption>{seed}</figcaption></figure>')
 
 
-def _cell(clips: list[Clip], seeds: list[object]) -> str:
+def _cell(clips: list[Clip], seeds: list[object], runs_href: str) -> str:
     """A clip per seed; a seed without one (a failed run, no sample of the prompt) says so in its place."""
     by_seed = {_seed(c.seed): c for c in clips}
     parts = []
     for seed in seeds:
         clip = by_seed.get(_seed(seed))
-        parts.append(_clip(clip) if clip else f'<figure class="clip missing"><div>no sample</div>'
+        parts.append(_clip(clip, runs_href) if clip else f'<figure class="clip missing"><div>no sample</div>'
                                              f"<figcaption>seed {html.escape(_seed(seed))}</figcaption></figure>")
     return "".join(parts)
 
 
-def gallery_html(gallery: Gallery) -> str:
-    """The gallery as an HTML table: a row per table row, a column per prompt, a clip per seed."""
+def gallery_html(gallery: Gallery, runs_href: str = "") -> str:
+    """The gallery as an HTML table: a row per table row, a column per prompt, a clip per seed (its seed
+    linking to its run folder, ``runs_href`` being the study folder relative to the page)."""
     head = "<th>Row</th>" + "".join(f"<th>{html.escape(p)}</th>" for p in gallery.prompts)
     body = []
     for label, cells in gallery.rows:
-        tds = "".join(f"<td>{_cell(cells.get(p, []), gallery.seeds)}</td>" for p in gallery.prompts)
+        tds = "".join(f"<td>{_cell(cells.get(p, []), gallery.seeds, runs_href)}</td>" for p in gallery.prompts)
         body.append(f"<tr><th>{html.escape(label)}</th>{tds}</tr>")
     prompts = (f"all {len(gallery.prompts)} prompts the runs kept samples of" if gallery.all_prompts <= len(gallery.prompts)
                else f"the first {len(gallery.prompts)} of the {gallery.all_prompts} prompts the runs kept samples of")

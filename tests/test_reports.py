@@ -282,6 +282,17 @@ def test_the_gallery_shows_rows_by_prompts_with_a_clip_per_seed(built):
     assert all((runs / "report" / clip).stat().st_size > 0 for clip in clips)
     failed = fx.run_hash(*fx.FAILED)
     assert f'<a href="../{fx.STUDY}/{failed}/">{failed}</a>' in page  # run hashes link to their folders
+    first = fx.run_hash("DMD", "1", 0)
+    assert f'<a href="../{fx.STUDY}/{first}/" title="run {first}">seed 0</a>' in gallery  # so do the clips' seeds
+
+
+def test_rows_without_a_sampling_cost_are_a_line_or_a_number_on_the_frontier(built, tmp_path):
+    _, result = built
+    page = result.studies[0].index.read_text()
+    assert "outside the plotted range: Real data 97.00." in page  # students score 70–79, real data 97
+    fx.write_ablation(tmp_path, samples=False, references=True)  # the teacher at 84 brings it in range
+    wide = build_reports(tmp_path).studies[0].index.read_text()
+    assert "Dotted lines: Real data (no sampling cost)." in wide
 
 
 # -- display names ----------------------------------------------------------------------------------
@@ -502,7 +513,7 @@ def test_report_command_prints_the_index_and_warnings(built, capsys, monkeypatch
     runs, _ = built
     assert report(runs / fx.STUDY) == 0  # a study folder works as RUNS_DIR too
     out, err = capsys.readouterr()
-    assert "study ablation_asd: 18 of 19 runs complete" in out
+    assert "study ablation_asd: 18 of 19 runs complete; scores: sprites-bench (harness 0.1.0)" in out
     assert out.strip().endswith(str(runs / fx.STUDY / "report" / "index.html"))
     assert "warning: ablation_asd/" in err and "failed: TrainingDiverged" in err
 

@@ -22,7 +22,8 @@ def report(runs_dir: Path, study: str | None = None) -> int:
     print("building the report ...", file=sys.stderr, flush=True)
     result = build_reports(runs_dir, study)
     for built in result.studies:
-        print(f"study {built.study}: {built.complete_runs} of {built.total_runs} runs complete")
+        scores = f"; scores: {built.evaluator}" if built.evaluator else ""
+        print(f"study {built.study}: {built.complete_runs} of {built.total_runs} runs complete{scores}")
         for problem in built.problems:
             print(f"  warning: {problem}", file=sys.stderr)
     _sweep_reports(Path(runs_dir), result)
