@@ -295,6 +295,20 @@ def test_rows_without_a_sampling_cost_are_a_line_or_a_number_on_the_frontier(bui
     assert "Dotted lines: Real data (no sampling cost)." in wide
 
 
+def test_the_evaluator_is_named_from_the_studys_world():
+    from harness.engine.study import load_study
+    from reports.evaluator import evaluator_of
+
+    def of(path: str, preset: str | None = None) -> str:
+        study = load_study(STUDIES / path, preset)
+        return evaluator_of({"config": study.config}).text
+
+    assert of("ablation_asd.yaml").startswith("sprites-bench (harness ")
+    assert of("paper/main_table.yaml") == "VBench 0.1.5"
+    assert of("paper/main_table.yaml", "tiny").startswith("wan-tiny-bench")  # a stand-in, never called VBench
+    assert evaluator_of({}).text == "the world's evaluator"
+
+
 # -- display names ----------------------------------------------------------------------------------
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 
