@@ -188,9 +188,13 @@ def qualitative_grid(inputs: FigureInputs) -> Figure | None:
     _draw_grid(inputs, grid, labels, blocks, prompts, shape)
     listed = "; ".join(f"prompt {i + 1}: \"{p}\"" for i, p in enumerate(prompts))
     absent = f" No sample (grey): {', '.join(missing)}." if missing else ""
+    every = len({s for s in inputs.study.complete["seed"].dropna()})
+    shown = (f"Seeds: {', '.join(_seed_text(s) for s in seeds)}"
+             + (f" (the first {len(seeds)} of {every})" if every > len(seeds) else " (all)"))
     return Figure("qualitative.png", "Samples: rows are method × steps; blocks are prompts × seeds",
                   f"Each block: the first, middle and last frame of the first noise draw of a prompt, from the "
-                  f"model of one seed; the noise is the same for every row at a seed. {listed}.{absent}")
+                  f"model of one seed; the noise is the same for every row at a seed. {listed} (the first "
+                  f"{len(prompts)} prompts sampled). {shown}.{absent} The video gallery shows every frame.")
 
 
 def _seed_text(seed: object) -> str:

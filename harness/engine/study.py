@@ -5,9 +5,12 @@ level name → overrides of the pipeline's ``init_args``; every product is cross
 The list form lets a table hold both full crossings and one-off rows::
 
     grid:
-      - variant: {dmd: {method: {class_path: methods.dmd.DMD}}, asd: {...}}
+      - variant: {dmd: {label: DMD, method: {class_path: methods.dmd.DMD}}, asd: {...}}
         steps: {"1": {schedule: "1"}, "1*": {schedule: "1*"}}
-      - variant: {self_forcing_1step: {...}}
+      - variant: {self_forcing_1step: {label: Self Forcing†, ...}}
+
+A level's ``label`` (or its method's ``display_name``) is the name reports, tables and figures give the
+row; it never enters the run's config or hash, and a level without one is shown by its key.
 """
 
 from __future__ import annotations
