@@ -91,12 +91,40 @@ def _study_manifest(run_config: Path) -> dict[str, Any]:
 
 
 def printable(loaded: LoadedStudy, resolved: ResolvedStudy) -> dict[str, Any]:
-    """The resolved study as a study file: typed values, with the ``Any`` keys as written."""
+    """The resolved study as a study file: typed values, with the ``Any`` keys as written, and the preset's
+    and command line's pipeline overrides written into the grid levels they win over."""
     config = dict(resolved.config)
     for key in AS_WRITTEN:
         if key in loaded.raw:
             config[key] = loaded.raw[key]
+    if config.get("grid") and loaded.run_overrides:
+        config["grid"] = _baked_grid(config["grid"], loaded.raw["pipeline"], loaded.run_overrides)
     return config
+
+
+def _baked_grid(grid: list[dict[str, Any]], pipeline: Mapping[str, Any], run_overrides: Mapping[str, Any]) -> Any:
+    """Grid levels with the run overrides merged into each level of every product's last axis: a preset's
+    ``pipeline.*`` applies after the grid (it wins), which a plain study file can only say in the levels."""
+    import copy
+
+    from harness.engine.study import _accepted_overrides, apply_level, split_display
+
+    if set(run_overrides) - {"init_args"}:  # a class_path swap: not expressible per level; print as is
+        return grid
+    baked = [copy.deepcopy(product) for product in grid]  # one copy each: YAML anchors share levels
+    for product in baked:
+        if not isinstance(product, dict) or not product:
+            continue
+        *others, last = list(product)
+        base = dict(pipeline)
+        for axis in others:  # the first level of the other axes: enough to know which plugins take what
+            first = next(iter(product[axis].values()), None) or {}
+            base = apply_level(base, split_display(first)[1])
+        for name, level in product[last].items():
+            merged = apply_level(base, split_display(level or {})[1])
+            accepted = _accepted_overrides(run_overrides, merged).get("init_args") or {}
+            product[last][name] = deep_merge(level or {}, accepted)
+    return baked
 
 
 def print_config(loaded: LoadedStudy, resolved: ResolvedStudy) -> None:
