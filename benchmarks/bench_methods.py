@@ -24,10 +24,10 @@ import torch
 
 from harness.diffusion.sampling import sample_causal
 from harness.diffusion.schedules import StepSchedule
+from harness.training.context import TrainContext
+from harness.training.trainer import TrainSettings
 from harness.worlds.sprites.world import SpritesWorld
 from methods import build_method
-from methods.base import TrainContext
-from methods.trainer import TrainSettings
 
 METHODS = ("dmd", "self_forcing", "asd")
 SCHEDULES = ("1", "2", "4", "1*", "2*")

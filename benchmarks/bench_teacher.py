@@ -29,8 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_backbone import counted_flops, matmul_rate
-from harness.training.ema import EMA
-from harness.training.fit import apply_gradients, optimizer
+from harness.training.fit import fit
 from harness.worlds.sprites.backbone import SpritesDiT
 from harness.worlds.sprites.data import SpritesData
 from harness.worlds.sprites.teacher import FlowRecipe, flow_loss, null_tokens, trained_parameters
@@ -49,30 +48,24 @@ def bf16_matmul_rate(size: int = 512, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / best
 
 
-def _step(model, ema, trained, opt, data, rng, recipe: FlowRecipe, gen, null, step: int) -> None:
-    x0, ids, _, _ = data.batch(recipe.batch_size, rng)
-    loss = flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None)
-    apply_gradients(loss, trained, opt, recipe)
-    ema.update(model, step)
-
-
 def teacher_figures(preset: WorldPreset, recipe: FlowRecipe, iters: int) -> tuple[float, float]:
-    """(steps/s, FLOPs per step) of the teacher's training step under ``recipe``."""
+    """(steps/s, FLOPs per step) of the teacher's training step under ``recipe``: the real loop
+    (:func:`harness.training.fit.fit`) timed over ``iters`` steps after one warm-up step."""
     model = SpritesDiT(preset.dit)
-    ema = EMA(recipe.ema_decay, warmup=True).track(model)
     trained = trained_parameters(model, recipe.freeze_prompt_encoder)
-    opt = optimizer(trained, recipe)
     data, rng = SpritesData(preset.world), np.random.default_rng(0)
     gen, null = torch.Generator().manual_seed(0), null_tokens(recipe.batch_size)
-    with FlopCounterMode(display=False) as counter:
+
+    def step_loss(step: int) -> torch.Tensor:
         x0, ids, _, _ = data.batch(recipe.batch_size, rng)
-        flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None).backward()
+        return flow_loss(model, x0, ids, null, recipe, gen, causal=False, frames_per_chunk=None)
+
+    with FlopCounterMode(display=False) as counter:
+        step_loss(0).backward()
     flops = counted_flops(counter)
-    _step(model, ema, trained, opt, data, rng, recipe, gen, null, 0)
-    start = time.perf_counter()
-    for i in range(iters):
-        _step(model, ema, trained, opt, data, rng, recipe, gen, null, i + 1)
-    return iters / (time.perf_counter() - start), flops
+    fit(model, trained, step_loss, dataclasses.replace(recipe, steps=1), what="flow loss")  # warm-up
+    result = fit(model, trained, step_loss, dataclasses.replace(recipe, steps=iters), what="flow loss")
+    return iters / result.seconds, flops
 
 
 def main() -> None:

@@ -29,9 +29,9 @@ _PUBLIC: dict[str, str] = {
     "StepSchedule": "harness.diffusion.schedules",
     # writing a method
     "Method": "methods.base",
-    "TrainContext": "methods.base",
+    "TrainContext": "harness.training.context",
     "DistillationMethod": "methods.distill",
-    "TrainSettings": "methods.trainer",
+    "TrainSettings": "harness.training.trainer",
     # writing a pipeline, an executor, a tracker
     "Pipeline": "harness.engine.pipeline",
     "RunContext": "harness.engine.pipeline",
@@ -102,7 +102,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
     from harness.errors import CheckpointError, ConfigError, HarnessError
     from harness.pipelines.common import WorldPipeline
     from harness.tracking import Tracker
+    from harness.training.context import TrainContext
+    from harness.training.trainer import TrainSettings
     from harness.worlds.base import Evaluator, Guidance, StageProvider, VideoShape, World
-    from methods.base import Method, TrainContext
+    from methods.base import Method
     from methods.distill import DistillationMethod
-    from methods.trainer import TrainSettings

@@ -37,6 +37,7 @@ from torch import nn
 from harness.diffusion.conventions import DEFAULT_STEP_LIST
 from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
+from harness.training.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
 from harness.worlds.base import World
 from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
 from methods.asd_diagnostics import HeldOutPairs
@@ -44,7 +45,6 @@ from methods.discriminator import Discriminator, DiscriminatorHead
 from methods.distill import DistillationMethod
 from methods.distribution_matching import DEFAULT_TIMESTEPS, NoisedSample, ScoreTimesteps, noise_sample
 from methods.self_forcing import SelfRolloutRecipe
-from methods.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
 
 
 def relativistic_loss(preferred: torch.Tensor, other: torch.Tensor) -> torch.Tensor:

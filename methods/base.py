@@ -9,35 +9,14 @@ prompts — and returns a causal generator that the one shared sampler runs with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
 from harness.diffusion.sampling import Samples
 from harness.diffusion.schedules import StepSchedule
+from harness.training.context import TrainContext
 from harness.worlds.base import World
-
-
-@dataclass
-class TrainContext:
-    """What a method's training loop may touch.
-
-    ``workdir`` holds its checkpoints (``workdir/checkpoints``) so an interrupted distillation resumes
-    exactly; ``log`` records a metrics row (and fails on NaN/Inf); ``progress`` reports the step;
-    ``evaluate`` scores a model at a schedule on a fixed set, for evaluation while training
-    (:mod:`methods.training_eval`; None where the caller offers none).
-    """
-
-    workdir: Path
-    seed: int
-    log: Callable[[Mapping[str, float], int], None]
-    progress: Callable[..., None] = lambda **_: None
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    evaluate: Any = None  # methods.training_eval.Evaluate
 
 
 class Method(ABC):

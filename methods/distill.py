@@ -1,7 +1,7 @@
 """What DMD, Self Forcing and ASD have in common: the models they train, their batches, how they sample.
 
-:class:`DistillationMethod` turns a method's config into a :class:`~methods.trainer.TrainingRecipe`
-(``build_recipe``) and runs it with the shared :class:`~methods.trainer.Trainer`. :class:`ScoreRecipe`
+:class:`DistillationMethod` turns a method's config into a :class:`~harness.training.trainer.TrainingRecipe`
+(``build_recipe``) and runs it with the shared :class:`~harness.training.trainer.Trainer`. :class:`ScoreRecipe`
 holds the parts every recipe here needs: the generator (a copy of the causal init), the critic (DMD's
 fake score, ``world.critic_init(teacher)``: a copy of the teacher unless the world says otherwise), the
 frozen teacher (real score) and the DMD losses.
@@ -24,10 +24,10 @@ from harness.diffusion.conventions import DEFAULT_STEP_LIST
 from harness.diffusion.sampling import NoiseSource, sample_causal
 from harness.diffusion.schedules import STEP_READINGS, StepSchedule
 from harness.errors import ConfigError
+from harness.training.trainer import DEFAULT_TRAIN, StepOutput, Trainer, TrainingRecipe, TrainSettings
 from harness.worlds.base import World
 from methods.base import Method, Samples, TrainContext
 from methods.distribution_matching import DEFAULT_TIMESTEPS, DistributionMatching, ScoreTimesteps
-from methods.trainer import DEFAULT_TRAIN, StepOutput, Trainer, TrainingRecipe, TrainSettings
 
 INFERENCE_MODES = ("uniform", "ffe")
 

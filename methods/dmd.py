@@ -20,10 +20,10 @@ from harness.diffusion.kv_cache import KVCache
 from harness.diffusion.sampling import NoiseSource, predict_x0, write_context
 from harness.diffusion.schedules import select_steps
 from harness.errors import ConfigError
+from harness.training.trainer import StepOutput
 from harness.worlds.base import World
 from methods.distill import DistillationMethod, ScoreRecipe
 from methods.distribution_matching import dmd_loss
-from methods.trainer import StepOutput
 
 __all__ = ["DMD", "CausVidRecipe", "dmd_loss"]  # dmd_loss lives with the other DMD terms
 

@@ -17,9 +17,9 @@ from torch import nn
 
 from harness.diffusion.sampling import NoiseSource, Rollout, causal_rollout
 from harness.diffusion.schedules import StepSchedule
+from harness.training.trainer import StepOutput
 from harness.worlds.base import World
 from methods.distill import DistillationMethod, ScoreRecipe
-from methods.trainer import StepOutput
 
 
 class SelfRolloutRecipe(ScoreRecipe):

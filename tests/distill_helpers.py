@@ -14,7 +14,7 @@ def distill_log(
     method: Any, world: World, workdir: Path, seed: int = 0
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Distil on ``world`` in ``workdir``; return the generator and the logged rows (with their step)."""
-    from methods.base import TrainContext
+    from harness.training.context import TrainContext
 
     rows: list[dict[str, float]] = []
     ctx = TrainContext(

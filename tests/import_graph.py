@@ -11,13 +11,13 @@ Layers, lowest first; a module may import its own layer or a lower one, never a 
    knowing nothing of runs or models.
 2. ``harness.engine``: study files → run store → execution; it runs any pipeline without knowing a model.
 3. ``harness.worlds.base``, ``harness.evaluation``: what a world and a metric provide.
-4. ``harness.diffusion``: conventions, schedules, the causal sampler, the KV cache, the Backbone protocol;
-   ``harness.training``: the EMA and the one-model fit loop.
-5. ``harness.parallel`` (the training strategies: DDP, FSDP2).
-6. plugins: ``methods``, the worlds themselves, ``harness.pipelines``, ``harness.executors``,
+4. ``harness.diffusion``: conventions, schedules, the causal sampler, the KV cache, the Backbone protocol.
+5. ``harness.parallel``: the training strategies (DDP, FSDP2).
+6. ``harness.training``: the one training loop, its EMA, settings and evaluation hook.
+7. plugins: ``methods``, the worlds themselves, ``harness.pipelines``, ``harness.executors``,
    ``harness.sweep``.
-7. ``reports``: reads results.
-8. ``harness.commands``, ``harness.cli``: the command line, on top of everything.
+8. ``reports``: reads results.
+9. ``harness.commands``, ``harness.cli``: the command line, on top of everything.
 """
 
 from __future__ import annotations
@@ -43,18 +43,18 @@ LAYERS: dict[str, int] = {
     "harness.worlds.base": 3,
     "harness.evaluation": 3,
     "harness.diffusion": 4,
-    "harness.training": 4,
     "harness.parallel": 5,
-    "methods": 6,
-    "harness.worlds.sprites": 6,
-    "harness.worlds.wan": 6,
-    "harness.worlds.toy": 6,
-    "harness.pipelines": 6,
-    "harness.executors": 6,
-    "harness.sweep": 6,
-    "reports": 7,
-    "harness.commands": 8,
-    "harness.cli": 8,
+    "harness.training": 6,
+    "methods": 7,
+    "harness.worlds.sprites": 7,
+    "harness.worlds.wan": 7,
+    "harness.worlds.toy": 7,
+    "harness.pipelines": 7,
+    "harness.executors": 7,
+    "harness.sweep": 7,
+    "reports": 8,
+    "harness.commands": 9,
+    "harness.cli": 9,
 }
 
 

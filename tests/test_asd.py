@@ -7,11 +7,11 @@ import torch
 
 from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
+from harness.training.trainer import TrainSettings
 from harness.worlds.toy import ToyWorld
 from methods import PRESETS, build_method, method_names
 from methods.asd import ASD, relativistic_loss
 from methods.distribution_matching import ScoreTimesteps
-from methods.trainer import TrainSettings
 from tests.distill_helpers import distill_log
 
 FAST = TrainSettings(

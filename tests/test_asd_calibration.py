@@ -8,13 +8,13 @@ import torch
 
 from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
+from harness.training.context import TrainContext
+from harness.training.trainer import Trainer, TrainSettings
 from harness.worlds.toy import ToyWorld
 from methods.asd import ASD
 from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
 from methods.asd_diagnostics import HeldOutPairs, feature_ratio, separation
-from methods.base import TrainContext
 from methods.distribution_matching import NoisedSample, ScoreTimesteps
-from methods.trainer import Trainer, TrainSettings
 from tests.distill_helpers import distill_log
 
 FAST = TrainSettings(steps=3, batch_size=2, critic_updates_per_generator=1, ema_start_step=0, checkpoint_every=2)

@@ -7,11 +7,11 @@ import torch
 
 from harness.diffusion.sampling import NoiseSource, predict_x0
 from harness.errors import ConfigError, TrainingDiverged
+from harness.training.context import TrainContext
+from harness.training.trainer import TrainSettings
 from harness.worlds.toy import ToyWorld
 from methods import build_method
-from methods.base import TrainContext
 from methods.dmd import DMD, dmd_loss
-from methods.trainer import TrainSettings
 from tests.distill_helpers import distill_log
 
 FAST = TrainSettings(

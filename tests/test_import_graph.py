@@ -43,7 +43,7 @@ def test_an_upward_import_is_named_with_its_file_and_line(tmp_path):
         "reports/__init__.py": "",
     })
     assert import_graph.problems(tmp_path) == [
-        "upward import: harness.engine.driver (layer 2) → methods.asd (layer 6), harness/engine/driver.py:3"
+        "upward import: harness.engine.driver (layer 2) → methods.asd (layer 7), harness/engine/driver.py:3"
     ]
 
 

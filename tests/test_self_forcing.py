@@ -8,10 +8,10 @@ import torch
 from harness.diffusion.kv_cache import KVCache
 from harness.diffusion.sampling import NoiseSource, sample_causal
 from harness.errors import CheckpointError, ConfigError
+from harness.training.trainer import TrainSettings
 from harness.worlds.toy import ToyWorld
 from methods import build_method
 from methods.self_forcing import SelfForcing
-from methods.trainer import TrainSettings
 from tests.distill_helpers import distill_log
 
 FAST = TrainSettings(

@@ -35,9 +35,10 @@ def test_ablation_smoke_runs_every_method_and_reports(runs):
     assert {"Object class", "Color", "Motion direction", "Temporal flickering"} <= set(header)
     body = [[c.strip() for c in r.strip("|").split("|")][:3] for r in rows[1:]]  # rows[0] is the header
     students = [["1", "4"], ["2", "6"], ["3", "8"], ["4", "10"], ["1*", "7"], ["2*", "8"]]
-    assert body == ([["teacher", "1", "2"], ["teacher", "2", "4"], ["teacher", "4", "8"], ["teacher", "50", "100"]]
-                    + [[variant, *row] for variant in ("causal_init", "dmd", "asd") for row in students]
-                    + [["self_forcing_1step", "1", "4"], ["self_forcing_2step", "2", "6"]])
+    # rows carry the study's labels, the paper's names (the variant keys are dmd, asd, self_forcing_1step, ...)
+    assert body == ([["Teacher", "1", "2"], ["Teacher", "2", "4"], ["Teacher", "4", "8"], ["Teacher", "50", "100"]]
+                    + [[variant, *row] for variant in ("Causal init", "DMD", "+ASD") for row in students]
+                    + [["Self Forcing†", "1", "4"], ["Self Forcing†", "2", "6"]])
     assert "\\toprule" in (report / "table.tex").read_text()
     # one distillation per (method config, seed), shared by the four schedules of each variant
     assert len(list((runs / ".stages").glob("distill-asd/*/generator.safetensors"))) == 2
@@ -64,12 +65,13 @@ def test_main_table_smoke_has_the_papers_rows(runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (runs / "report" / "main_table" / "table.md").read_text().splitlines()
     rows = [[c.strip() for c in r.strip("|").split("|")][:3] for r in table if r.startswith("| ")][1:]
-    assert rows == [["teacher", "1", "2"], ["teacher", "2", "4"], ["teacher", "4", "8"], ["teacher", "50", "100"],
-                    ["causal_init", "4", "10"], ["causal_init", "2", "6"], ["causal_init", "1", "4"],
-                    ["causal_init", "2*", "8"], ["causal_init", "1*", "7"],
-                    ["diffusion_forcing", "30", "62"], ["dmd_causvid", "4", "10"],
-                    ["self_forcing", "4", "10"], ["self_forcing_2step", "2", "6"], ["self_forcing_1step", "1", "4"],
-                    ["asd", "4", "10"], ["asd", "2*", "8"], ["asd", "1*", "7"], ["real_data", "-", "0"]]
+    assert rows == [["Teacher", "1", "2"], ["Teacher", "2", "4"], ["Teacher", "4", "8"], ["Teacher", "50", "100"],
+                    ["Causal init", "4", "10"], ["Causal init", "2", "6"], ["Causal init", "1", "4"],
+                    ["Causal init", "2*", "8"], ["Causal init", "1*", "7"],
+                    ["Diffusion forcing", "30", "62"], ["CausVid (DMD)", "4", "10"],
+                    ["Self Forcing", "4", "10"], ["Self Forcing†", "2", "6"], ["Self Forcing†", "1", "4"],
+                    ["Ours (ASD)", "4", "10"], ["Ours (ASD)", "2*", "8"], ["Ours (ASD)", "1*", "7"],
+                    ["Real data", "-", "0"]]
     # the teacher and causal init trained for the ablation are reused, not retrained
     assert len(list((runs / ".stages").glob("sprites-teacher/*/stage.json"))) == 1
     # every row, the real-data row included, has per-prompt diversity against a reference of the same

@@ -87,7 +87,7 @@ def test_fit_stops_on_a_non_finite_loss_naming_it_and_the_step():
     model = nn.Linear(2, 1)
     losses = iter([1.0, float("nan")])
     recipe = FlowRecipe(steps=5, warmup=1)
-    with pytest.raises(TrainingDiverged, match=r"^toy loss is nan at step 1$"):
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 1: toy loss is nan$"):
         fit(model, list(model.parameters()), lambda step: model.weight.sum() * 0 + next(losses), recipe,
             what="toy loss")
 
@@ -104,15 +104,15 @@ class _Regression:
         self.y = self.x @ torch.tensor([[1.0], [2.0], [-1.0]])
 
     def generator_step(self, step, noise):
-        from methods.trainer import StepOutput
+        from harness.training.trainer import StepOutput
 
         return StepOutput((self.generator(self.x) - self.y).square().mean())
 
 
 def test_the_methods_trainer_runs_a_recipe_without_a_critic_and_resumes_it(tmp_path):
     from harness.diffusion.sampling import NoiseSource
-    from methods.base import TrainContext
-    from methods.trainer import Trainer, TrainSettings
+    from harness.training.context import TrainContext
+    from harness.training.trainer import Trainer, TrainSettings
 
     rows = []
     settings = TrainSettings(steps=6, batch_size=2, lr_generator=0.05, checkpoint_every=3,

@@ -7,11 +7,11 @@ import torch
 
 from harness.errors import ConfigError
 from harness.pipelines.training_eval import FixedSetScores
+from harness.training.context import TrainContext
+from harness.training.evaluation import EvalSettings
+from harness.training.trainer import TrainSettings
 from harness.worlds.toy import ToyWorld
 from methods.asd import ASD
-from methods.base import TrainContext
-from methods.trainer import TrainSettings
-from methods.training_eval import EvalSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +72,7 @@ def test_settings_are_checked():
 
 
 def test_a_set_the_evaluator_cannot_score_is_skipped_with_a_warning(caplog):
-    from methods.training_eval import TrainingEval
+    from harness.training.evaluation import TrainingEval
 
     def evaluate(model, spec, *, num_videos, seed):
         if spec == "1":

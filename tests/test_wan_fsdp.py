@@ -25,10 +25,10 @@ pytest.importorskip("diffusers", reason="the wan extra is part of dev: pip insta
 
 from harness.engine.checkpoints import CheckpointStore
 from harness.parallel import ranks as dist_h
+from harness.training.context import TrainContext
+from harness.training.trainer import Trainer, TrainSettings
 from methods.asd import ASD
-from methods.base import TrainContext
 from methods.dmd import DMD
-from methods.trainer import Trainer, TrainSettings
 
 from .conftest import ROOT, cli_env
 

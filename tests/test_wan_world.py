@@ -16,10 +16,10 @@ pytest.importorskip("diffusers", reason="the wan extra is part of dev: pip insta
 
 from harness.engine.stages import StageCache
 from harness.errors import CheckpointError, ConfigError
+from harness.training.context import TrainContext
+from harness.training.trainer import TrainSettings
 from harness.worlds.wan.world import WanWorld
 from methods import build_method
-from methods.base import TrainContext
-from methods.trainer import TrainSettings
 
 from .conftest import ROOT, harness
 

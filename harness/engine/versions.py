@@ -15,7 +15,7 @@ The rule, for whoever changes the code:
     not in the config, data, the files it writes. Never for refactors, logging, messages or speed
     that leave results bit-identical. Bump every version whose output the change alters: the class
     that owns the changed code; for a base class (``methods.distill.DistillationMethod``, ``Method``,
-    ``World``) or shared code its subclasses call (``methods/trainer.py``, ``harness/diffusion/sampling.py``),
+    ``World``) or shared code its subclasses call (``harness/training/trainer.py``, ``harness/diffusion/sampling.py``),
     that base's own ``version`` (declare one on it, at 2, if it has none), which re-keys every
     subclass; for code a world's stages share (the sprites renderer), each ``STAGE_VERSION`` it
     reaches and the world's ``version``.

@@ -99,7 +99,7 @@ class DistillAndEvaluate(WorldPipeline):
 
         The teacher and the causal init are loaded only when the stage is built (at Wan scale, a 14B
         teacher on every rank); a generator trained in this process is sampled as it is, not read back."""
-        from methods.base import TrainContext
+        from harness.training.context import TrainContext
 
         if not self.method.trains:
             init = self.world.causal_init(ctx)

@@ -1,7 +1,7 @@
 """The pipeline's side of evaluation while training: score a model on a fixed set of train prompts.
 
 :class:`FixedSetScores` is the ``evaluate`` callable a distillation's :class:`~methods.base.TrainContext`
-carries (the loop's side is :mod:`methods.training_eval`). The set is the world's first train prompts,
+carries (the loop's side is :mod:`harness.training.evaluation`). The set is the world's first train prompts,
 one video each, with the hook's own noise seed: a recipe chosen on these curves is never chosen on the
 eval prompts and noise the study reports.
 """

@@ -1,8 +1,10 @@
-"""The one-model training loop: the teacher, the diffusion-forcing model and the causal init.
+"""One model trained on a loss of its own: the teacher, the diffusion-forcing model and the causal init.
 
-A caller gives the loss of step ``k`` (it owns its data and random streams) and the optimisation
-settings; the loop owns the optimiser (fused AdamW), the schedule (linear warm-up, cosine decay to
-``min_lr_ratio``), the clipped gradient step, the divergence check and the EMA.
+The caller gives the loss of step ``k`` (it owns its data and random streams) and its recipe's
+optimisation fields; :func:`fit` runs them through the one training loop (:class:`Trainer`) as a recipe
+without a critic, in this process alone, keeping no checkpoints: fused AdamW, linear warm-up then cosine
+decay to ``min_lr_ratio``, the clipped gradient step, the divergence check, and an EMA with a warmed-up
+decay averaged from the weights before training.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from harness.errors import TrainingDiverged
-from harness.training.ema import EMA
+from harness.diffusion.sampling import NoiseSource
+from harness.parallel.data_parallel import SingleProcess
+from harness.training.context import TrainContext
+from harness.training.trainer import LoopOptions, StepOutput, Trainer, TrainSettings
 
 Progress = Callable[[int, int], None]
 
@@ -43,22 +47,6 @@ def lr_factor(step: int, settings: Optimisation) -> float:
     return settings.min_lr_ratio + (1 - settings.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def optimizer(trained: Sequence[nn.Parameter], settings: Optimisation) -> torch.optim.AdamW:
-    """AdamW, fused: one kernel for all parameters instead of several small ops per parameter, whose
-    overhead was a real share of a default teacher step on 2 CPU cores."""
-    return torch.optim.AdamW(list(trained), lr=settings.lr, betas=settings.betas,
-                             weight_decay=settings.weight_decay, fused=True)
-
-
-def apply_gradients(loss: torch.Tensor, trained: Sequence[nn.Parameter], opt: torch.optim.Optimizer,
-                    settings: Optimisation) -> None:
-    """Backward, clip the global gradient norm (multi-tensor) and step."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(trained, settings.grad_clip, foreach=True)
-    opt.step()
-
-
 @dataclass
 class FitResult:
     """The averaged model and how training went."""
@@ -72,26 +60,38 @@ class FitResult:
         return {"first_loss": self.losses[0], "final_loss": float(sum(tail) / len(tail))}
 
 
+class _OneModel:
+    """A recipe without a critic: the generator is the model, its step the caller's loss."""
+
+    critic = None
+
+    def __init__(self, model: nn.Module, step_loss: Callable[[int], torch.Tensor]) -> None:
+        self.generator, self.step_loss = model, step_loss
+
+    def generator_step(self, step: int, noise: NoiseSource) -> StepOutput:
+        return StepOutput(self.step_loss(step))
+
+
 def fit(model: nn.Module, trained: Sequence[nn.Parameter], step_loss: Callable[[int], torch.Tensor],
         settings: Optimisation, *, what: str, progress: Progress | None = None) -> FitResult:
-    """Train ``model`` for ``settings.steps`` steps on ``step_loss(step)``; return its EMA (warm-up decay,
-    started from the weights before training) in eval mode. A non-finite loss raises
-    :class:`TrainingDiverged` naming ``what``."""
-    ema = EMA(settings.ema_decay, warmup=True).track(model)
-    opt = optimizer(trained, settings)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, settings))
+    """Train ``model`` for ``settings.steps`` steps on ``step_loss(step)``; return its EMA in eval mode.
+
+    ``trained`` are the parameters that learn (the others have ``requires_grad`` off, e.g. a frozen
+    prompt encoder). A non-finite loss raises :class:`~harness.errors.TrainingDiverged` naming ``what``.
+    """
+    if {id(p) for p in trained} != {id(p) for p in model.parameters() if p.requires_grad}:
+        raise ValueError("fit: `trained` must be exactly the model's parameters that require grad")
     losses: list[float] = []
+    loop = TrainSettings(steps=settings.steps, lr_generator=settings.lr, betas=tuple(settings.betas),
+                         weight_decay=settings.weight_decay, max_grad_norm=settings.grad_clip,
+                         ema_decay=settings.ema_decay, ema_start_step=0)
+    ctx = TrainContext(workdir=None, seed=0, log=lambda row, step: losses.append(row["generator/loss"]),
+                       progress=lambda **kw: progress(kw["step"], kw["total"]) if progress and "step" in kw else None)
+    options = LoopOptions(lr_schedule=lambda k: lr_factor(k, settings), fused=True, clip_foreach=True,
+                          ema_warmup=True, ranks=SingleProcess(), loss_name=what)
     started = time.perf_counter()
     model.train()
-    for step in range(settings.steps):
-        loss = step_loss(step)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"{what} is {float(loss)} at step {step}")
-        apply_gradients(loss, trained, opt, settings)
-        sched.step()
-        ema.update(model, step)
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step + 1, settings.steps)
-    averaged = ema.averaged(model).requires_grad_(False)
-    return FitResult(averaged.eval(), losses, time.perf_counter() - started)
+    averaged = Trainer(loop, ctx, options).run(_OneModel(model, step_loss), NoiseSource(0))
+    if averaged is model:  # no EMA weights yet (cannot happen with a warm-up EMA, which tracks from step 0)
+        raise RuntimeError("fit: the EMA holds no weights")
+    return FitResult(averaged.requires_grad_(False).eval(), losses, time.perf_counter() - started)

@@ -33,9 +33,9 @@ from harness.parallel import ranks
 from harness.parallel.data_parallel import Ranks
 from harness.parallel.fsdp import gather_state, load_optimizer_state, scatter_state
 from harness.parallel.strategies import STRATEGIES, training_ranks
+from harness.training.context import TrainContext
 from harness.training.ema import EMA
-from methods.base import TrainContext
-from methods.training_eval import EvalSettings, TrainingEval
+from harness.training.evaluation import EvalSettings, TrainingEval
 
 
 @dataclass(frozen=True)
@@ -126,18 +126,37 @@ def _set_trainable(module: nn.Module, names: set[str], flag: bool) -> None:
             param.requires_grad_(flag)
 
 
+@dataclass(frozen=True)
+class LoopOptions:
+    """How the loop runs beyond the settings a study writes (none enters a run's hash): what a world's
+    one-model training (:func:`harness.training.fit.fit`) sets and a distillation leaves at the defaults."""
+
+    lr_schedule: Callable[[int], float] | None = None  # factor of the generator's lr after k updates
+    fused: bool = False  # fused AdamW for the generator
+    clip_foreach: bool | None = None  # clip_grad_norm_'s multi-tensor path (None: torch's choice)
+    ema_warmup: bool = False  # EMA with a warmed-up decay, averaged from the weights before training
+    ranks: Ranks | None = None  # default: ``settings.parallel`` under torchrun, else one process
+    loss_name: str = "generator loss"  # how a divergence names the generator's loss
+
+
 class Trainer:
-    """Runs a :class:`TrainingRecipe` for ``settings.steps`` steps with checkpoints, resume and logging."""
+    """Runs a :class:`TrainingRecipe` for ``settings.steps`` steps with checkpoints, resume and logging.
 
-    def __init__(self, settings: TrainSettings, ctx: TrainContext) -> None:
-        self.settings, self.ctx = settings, ctx
-        self.store = CheckpointStore(ctx.workdir / "checkpoints", keep=settings.keep_checkpoints)
-        self.ranks: Ranks = training_ranks(settings.parallel)
+    The one training loop: distillation methods (a generator and a critic), and with a recipe
+    without a critic and no workdir (no checkpoints) the teacher, diffusion forcing and the causal init.
+    """
 
-    def _optimiser(self, module: nn.Module, lr: float) -> torch.optim.AdamW:
+    def __init__(self, settings: TrainSettings, ctx: TrainContext, options: LoopOptions = LoopOptions()) -> None:
+        self.settings, self.ctx, self.options = settings, ctx, options
+        self.store = (CheckpointStore(ctx.workdir / "checkpoints", keep=settings.keep_checkpoints)
+                      if ctx.workdir is not None else None)
+        self.ranks: Ranks = options.ranks or training_ranks(settings.parallel)
+
+    def _optimiser(self, module: nn.Module, lr: float, *, fused: bool = False) -> torch.optim.AdamW:
         s = self.settings
         return torch.optim.AdamW(
-            module.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay
+            module.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay,
+            **({"fused": True} if fused else {}),
         )
 
     def _critic_optimiser(self, recipe: TrainingRecipe) -> torch.optim.AdamW:
@@ -152,10 +171,14 @@ class Trainer:
         """Train (resuming from the newest checkpoint if any); return the EMA generator (or the generator)."""
         s = self.settings
         self.ranks.prepare(recipe)  # FSDP shards the models here, before the optimisers see them
-        self.opt_g = self._optimiser(recipe.generator, s.lr_generator)
+        self.opt_g = self._optimiser(recipe.generator, s.lr_generator, fused=self.options.fused)
+        schedule = self.options.lr_schedule
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule) if schedule else None
         critic = getattr(recipe, "critic", None)
         self.opt_c = self._critic_optimiser(recipe) if critic is not None else None
-        self.ema = EMA(s.ema_decay, s.ema_start_step)
+        self.ema = EMA(s.ema_decay, s.ema_start_step, warmup=self.options.ema_warmup)
+        if self.options.ema_warmup:
+            self.ema.track(recipe.generator)
         self.hook = TrainingEval(s.eval, self._evaluator())
         step = self._resume(recipe, noise)
         self.ranks.sync_weights(*(m for m in (recipe.generator, critic) if m is not None))
@@ -172,6 +195,8 @@ class Trainer:
                         "generator", g_step, recipe.generator, critic, self.opt_g, step, noise
                     )
                 )
+                if self.lr_schedule is not None:
+                    self.lr_schedule.step()
                 self.ema.update(recipe.generator, step)
                 updates = step // ratio + 1
                 if s.eval.due(updates, last=step + ratio >= s.steps):
@@ -185,7 +210,7 @@ class Trainer:
             step += 1
             if self.ranks.writer:
                 self.ctx.progress(stage="distill", step=step, total=s.steps)
-            if step % s.checkpoint_every == 0 or step == s.steps:
+            if self.store is not None and (step % s.checkpoint_every == 0 or step == s.steps):
                 self._save(recipe, noise, step)
         # full tensors: a collective under FSDP, where export also gathers the writer's plain copy
         shadow = gather_state(self.ema.shadow, keep=self.ranks.writer)
@@ -225,13 +250,14 @@ class Trainer:
         try:
             optimiser.zero_grad(set_to_none=True)
             out = compute(step, noise)
-            terms = {f"{role}/loss": (out.loss, f"{role} loss")}
+            terms = {f"{role}/loss": (out.loss, self.options.loss_name if role == "generator" else f"{role} loss")}
             terms.update({f"{role}/{name}": (term, name) for name, term in out.terms.items()})
             means = self.ranks.mean({key: _number(value) for key, (value, _) in terms.items()})
             row = {key: _finite(means[key], name, step) for key, (_, name) in terms.items()}
             out.loss.backward()
             self.ranks.average_gradients(trained)
-            norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), self.settings.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), self.settings.max_grad_norm,
+                                                  foreach=self.options.clip_foreach)
             row[f"{role}/grad_norm"] = _finite(norm, f"{role} gradient norm", step)
             optimiser.step()
         finally:
@@ -248,6 +274,8 @@ class Trainer:
         otherwise: checkpoints have the single-process format); the writer alone writes."""
         models = {"generator": recipe.generator.state_dict(), "opt_generator": self.opt_g.state_dict(),
                   "ema": self.ema.shadow}
+        if self.lr_schedule is not None:
+            models["lr_schedule"] = self.lr_schedule.state_dict()
         if self.opt_c is not None:
             models.update(critic=recipe.critic.state_dict(), opt_critic=self.opt_c.state_dict())
         full = gather_state(models, keep=self.ranks.writer)
@@ -262,6 +290,8 @@ class Trainer:
         """Every rank resumes from the step the writer found; ranks that chose on their own could
         pick different steps (a file being written or pruned) and then wait forever in a collective.
         The writer takes the newest checkpoint that loads, setting corrupt ones aside."""
+        if self.store is None:  # a loop without a workdir keeps no checkpoints
+            return 0
         found = self.store.latest() if self.ranks.writer else None
         step = ranks.broadcast_object(found[0] if found is not None else 0)
         if step == 0:
@@ -270,6 +300,8 @@ class Trainer:
         try:
             recipe.generator.load_state_dict(scatter_state(recipe.generator, state["generator"]))
             load_optimizer_state(self.opt_g, state["opt_generator"])
+            if self.lr_schedule is not None:
+                self.lr_schedule.load_state_dict(state["lr_schedule"])
             if self.opt_c is not None:
                 recipe.critic.load_state_dict(scatter_state(recipe.critic, state["critic"]))
                 load_optimizer_state(self.opt_c, state["opt_critic"])
