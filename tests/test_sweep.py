@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -223,3 +224,55 @@ def test_several_objectives_make_a_pareto_search_and_report(tmp_path):
     assert {"pareto", "history-total", "history-steps", "best_trials"} <= set(files)
     with pytest.raises(ConfigError, match="Optuna cannot prune a search over several objectives"):
         sweep(study, overrides=["sweep.pruner={class_path: harness.sweep.Median}"], runs_dir=runs, n_trials=1)
+
+
+def test_a_sweep_folder_is_a_study_for_ls_and_report_with_linked_pages(tmp_path, capsys, monkeypatch):
+    from harness.cli import main
+
+    monkeypatch.setattr("reports.figures.FIGURE_BUILDERS", ())  # the study report's figures are tested elsewhere
+    study, runs = write(tmp_path), tmp_path / "runs"
+    study.write_text(study.read_text().replace("scale: {low: 0.5, high: 4.0}",
+                                               "scale: {low: 0.5, high: 4.0}\n    table_size: {low: 4, high: 8}"))
+    assert sweep(study, runs_dir=runs, n_trials=3, report=False) == 0
+    capsys.readouterr()
+    assert journal(runs).metric_names == ["total"]  # optuna-dashboard shows 'total', not 'Objective 0'
+    assert main(["ls", str(runs / "sw")]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("sw ")]
+    assert len(rows) == 3 and {r[2] for r in rows} == {"0", "1", "2"} and all(r[4] == "complete" for r in rows)
+    assert main(["report", str(runs / "sw")]) == 0
+    out, err = capsys.readouterr()
+    assert "study sw: 3 of 3 runs complete" in out
+    sweep_index = runs / "report" / "sweep-sw" / "index.html"
+    study_index = runs / "sw" / "report" / "index.html"
+    assert f"sweep report: {sweep_index}" in out and out.strip().endswith(f"report: {study_index}")
+    assert "importances rest on 3 complete trials (fewer than 10)" in err
+    page = sweep_index.read_text()
+    assert "importances rest on 3 complete trials" in page and '<img src="history.png"' in page
+    back = re.search(r'<a href="([^"]+)">The study report</a>', page).group(1)
+    forth = re.search(r'<p class="sweep-link"><a href="([^"]+)">', study_index.read_text()).group(1)
+    assert (sweep_index.parent / back).resolve() == study_index.resolve()
+    assert (study_index.parent / forth).resolve() == sweep_index.resolve()
+    assert main(["report", str(runs / "sw")]) == 0  # again: the link is refreshed, not repeated
+    assert study_index.read_text().count('class="sweep-link"') == 1
+
+
+def test_a_sweep_from_before_study_json_still_lists(tmp_path, capsys):
+    from harness.cli import main
+
+    study, runs = write(tmp_path), tmp_path / "runs"
+    assert sweep(study, runs_dir=runs, n_trials=1, report=False) == 0
+    (runs / "sw" / "study.json").unlink()
+    capsys.readouterr()
+    assert main(["ls", str(runs)]) == 0
+    assert "no runs yet" not in capsys.readouterr().out
+
+
+def test_short_parameter_names_drop_plumbing_and_the_shared_path():
+    from harness.sweep.names import short_names
+
+    assert short_names(["method.init_args.alpha", "method.init_args.train.lr_generator"]) == {
+        "method.init_args.alpha": "alpha", "method.init_args.train.lr_generator": "train.lr_generator"}
+    assert short_names(["method.init_args.alpha", "world.init_args.size"]) == {
+        "method.init_args.alpha": "method.alpha", "world.init_args.size": "world.size"}
+    assert short_names(["a.x", "b.x"]) == {"a.x": "a.x", "b.x": "b.x"}  # never two parameters with one name
+    assert short_names(["scale"]) == {"scale": "scale"}

@@ -52,7 +52,15 @@ def sweep_and_study_report(runs_dir: Path, name: str, storage: str | None = None
     else:
         index = sweep_report(runs_dir, name, storage=storage).get("index")
     if index is not None:
-        print(f"sweep report: {index}")
+        _print_sweep(index)
+
+
+def _print_sweep(index: Path) -> None:
+    from harness.sweep.link import report_warnings
+
+    for text in report_warnings(index):
+        print(f"  warning: {text}", file=sys.stderr)
+    print(f"sweep report: {index}")
 
 
 def _sweep_reports(runs_dir: Path, result) -> None:
@@ -63,4 +71,4 @@ def _sweep_reports(runs_dir: Path, result) -> None:
         for folder in sweep_folders(runs_dir, built.study):
             index = build_sweep_report(folder, built.index)
             if index is not None:
-                print(f"sweep report: {index}")
+                _print_sweep(index)

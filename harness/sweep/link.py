@@ -42,6 +42,16 @@ def build_sweep_report(folder: Path, study_index: Path | None = None) -> Path | 
     return index
 
 
+def report_warnings(index: Path) -> list[str]:
+    """The warnings a sweep report wrote beside its index.html (few trials behind the importances)."""
+    import json
+
+    try:
+        return list(json.loads((Path(index).parent / "index.json").read_text(encoding="utf-8")).get("warnings") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def add_link(page: Path, target: Path, text: str) -> None:
     """Put (or refresh) one link paragraph under the page's first heading."""
     href = os.path.relpath(target, page.parent)

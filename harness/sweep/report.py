@@ -157,9 +157,7 @@ def sweep_report(runs_dir: str | Path, study_name: str, storage: str | None = No
     atomic_write_text(out / "best_trials.md", _markdown(best))
     files["best_trials"] = out / "best_trials.md"
     files.update(_draw(readable_study(study, short), names, directions, out))
-    warnings_ = few_trials_warning(len(complete), files)
-    for text in warnings_:
-        log.warning("sweep %s: %s", study_name, text)
+    warnings_ = few_trials_warning(len(complete), files)  # on the page and in index.json; commands print them
     counts = {s.name.lower(): n for s in TrialState if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
     link = os.path.relpath(study_report, out) if study_report is not None else None
     page = SweepPage(study_name, names, directions, counts, best, short,
