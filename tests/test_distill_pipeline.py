@@ -112,6 +112,9 @@ def test_a_generator_trained_here_scores_as_the_one_read_back_and_a_cached_stage
         (result,) = (tmp_path / runs / "memory").glob("*/result.json")
         results.append(json.loads(result.read_text())["metrics"])
         assert sorted(set(loads)) == (["causal_init", "teacher"] if runs == "built" else [])
+    # the evaluator's declared groups travel with the result, so reports need not know the world
+    assert results[0]["dimension_groups"]["object_class"] == "semantic"
+    assert results[0]["dimension_groups"]["temporal_flickering"] == "quality"
     scores = {k: v for k, v in results[0].items() if k not in ("latency_s", "generator")}
     assert scores == {k: v for k, v in results[1].items() if k not in ("latency_s", "generator")}
 

@@ -94,6 +94,10 @@ class ScoringTable:
             if not self.dimension_keys(group):
                 raise ConfigError(f"scoring table '{self.name}': no dimension in group '{group}'")
 
+    def groups(self) -> dict[str, str]:
+        """Dimension key → its group (``quality`` / ``semantic``), in table order."""
+        return {d.key: d.group for d in self.dimensions}
+
     def dimension_keys(self, group: str | None = None) -> list[str]:
         """Dimension keys in table order, optionally only those of one group."""
         return [d.key for d in self.dimensions if group is None or d.group == group]

@@ -54,7 +54,8 @@ class EvalStream:
         self.ctx, self.world, self.prompts, self.seed = ctx, world, prompts, seed
         self.save_videos, self.num_reference = save_videos, num_reference
         self.batches = my_batches(len(prompts), batch_size)
-        self.collector = collector_for(world.evaluator(ctx), ctx.run_dir.path / EVAL_FOLDER)
+        self.evaluator = world.evaluator(ctx)
+        self.collector = collector_for(self.evaluator, ctx.run_dir.path / EVAL_FOLDER)
         if is_rank_zero():
             self.collector.prepare()
         barrier()
@@ -92,4 +93,8 @@ class EvalStream:
         self.ctx.progress(stage="evaluate")
         metrics = self.collector.score(self.prompts, lambda: reference_videos(self.world, self.num_reference))
         self.collector.remove()
-        return flat_metrics(metrics)
+        out = flat_metrics(metrics)
+        groups = getattr(self.evaluator, "groups", None)
+        if groups:  # the evaluator's quality/semantic split, so reports group columns without knowing the world
+            out["dimension_groups"] = dict(groups)
+        return out

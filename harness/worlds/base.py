@@ -57,10 +57,14 @@ class Guidance:
 
 
 class Evaluator(Protocol):
-    """Scores videos; ``aggregate`` turns raw per-dimension scores into quality / semantic / total."""
+    """Scores videos; ``aggregate`` turns raw per-dimension scores into quality / semantic / total.
+
+    ``groups`` declares each dimension's group (``quality`` or ``semantic``, the VBench split); it goes
+    into every result, so a report groups a world's columns without knowing the world."""
 
     name: str
     dimensions: Sequence[str]
+    groups: Mapping[str, str]
 
     def score(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]: ...
 

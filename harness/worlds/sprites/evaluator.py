@@ -21,7 +21,7 @@ from harness.worlds.sprites.palette import SHAPES
 from harness.worlds.sprites.physics import fit_trajectories
 from harness.worlds.sprites.prompts import parse_prompt
 from harness.worlds.sprites.render import COLOR_NAMES, DIRECTION_NAMES
-from harness.worlds.sprites.scoring import LABEL, SCORING_TABLE, aggregate, normalize
+from harness.worlds.sprites.scoring import LABEL, SCORING_TABLE, SPRITES_BENCH, aggregate, normalize
 from harness.worlds.sprites.world_config import SpritesConfig
 
 CHUNK = 64
@@ -45,8 +45,9 @@ class SpritesBenchResult:
 class SpritesBench:
     """Evaluator protocol: ``dimensions``, ``score(videos, prompts) -> {dimension: raw}``, ``aggregate``."""
 
-    label = LABEL
+    label = name = LABEL
     dimensions: tuple[str, ...] = tuple(SCORING_TABLE)
+    groups: dict[str, str] = SPRITES_BENCH.groups()
 
     def __init__(self, cfg: SpritesConfig | None = None, classifier=None) -> None:
         self.cfg = cfg or SpritesConfig()

@@ -7,6 +7,8 @@ aggregates raw numbers into the scores a report ranks by (``total`` at least).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
 
 import numpy as np
 
@@ -16,6 +18,7 @@ class MeanBrightness:
 
     name = "mean-brightness"
     dimensions = ("brightness",)
+    groups: ClassVar[Mapping[str, str]] = MappingProxyType({"brightness": "quality"})
 
     def score(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
         return {"brightness": float(np.asarray(videos, dtype=np.float64).mean() / 255.0)}

@@ -53,6 +53,7 @@ class TinyBench:
 
     name = "wan-tiny-bench"
     dimensions = tuple(TINY_TABLE.dimension_keys())
+    groups = TINY_TABLE.groups()
 
     def score(self, videos: np.ndarray, prompts: list[str]) -> dict[str, float]:
         flicker = [temporal_flickering_frames(video, source="wan tiny video") for video in videos]
@@ -87,6 +88,7 @@ class VBenchEvaluator:
         from harness.evaluation.vbench_backend import check_dimensions
 
         self.dimensions = tuple(check_dimensions(list(dimensions)))
+        self.groups = {key: VBENCH.dimension(key).group for key in self.dimensions}
         self.extended_prompts, self.full_info = extended_prompts, full_info
         self.vbench_python, self.device, self.work_dir = vbench_python, device, work_dir
 
