@@ -189,7 +189,7 @@ def test_eval_command_prints_table_with_weight_free_backend(tmp_path, capsys) ->
     assert eval_command(tmp_path / "s", backend="weight-free") == 0
     out = capsys.readouterr().out
     expected = np.mean([temporal_flickering(p) for p in paths])
-    assert f"temporal_flickering     quality   {expected:>10.5f}" in out
+    assert f"temporal_flickering     quality   {100 * expected:>10.3f}" in out  # raw, in percent
     assert "1 of 16 dimensions: no VBench total" in out
 
 
