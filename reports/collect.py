@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class StudyData:
     problems: list[str] = field(default_factory=list)
     stages_dir: Path | None = None
     evaluator: EvaluatorInfo | None = None
+    dimension_groups: dict[str, str] = field(default_factory=dict)  # dimension key → quality / semantic
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -75,14 +77,12 @@ class StudyData:
         return self.runs[self.runs["state"] == COMPLETE]
 
 
-def _known_dimensions() -> dict[str, str]:
-    """Dimension key → group (quality/semantic), from every evaluator's scoring table the harness ships."""
-    from harness.evaluation.vbench import VBENCH, VBENCH_KEYS
-    from harness.worlds.sprites.scoring import SCORING_TABLE
+def dimension_groups(declared: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Dimension key → group (quality/semantic): what the runs' evaluators declared (``dimension_groups``
+    in each result) over VBench's table, the fallback for results written before evaluators declared it."""
+    from harness.evaluation.vbench import VBENCH
 
-    groups = {key: VBENCH.dimension(key).group for key in VBENCH_KEYS}
-    groups.update({key: scale.group for key, scale in SCORING_TABLE.items()})
-    return groups
+    return {**VBENCH.groups(), **dict(declared or {})}
 
 
 def metric_column(key: str, dimensions: dict[str, str]) -> MetricColumn:
@@ -98,9 +98,9 @@ def metric_column(key: str, dimensions: dict[str, str]) -> MetricColumn:
     return MetricColumn(key, key.upper() if len(key) <= 3 else label, "other", higher_is_better=not lower)
 
 
-def order_columns(keys: list[str]) -> list[MetricColumn]:
+def order_columns(keys: list[str], groups: Mapping[str, str] | None = None) -> list[MetricColumn]:
     """Scores first, then Quality and Semantic dimensions, other metrics, latency last."""
-    dims = _known_dimensions()
+    dims = dimension_groups(groups)
     rank = {"score": 0, "quality": 1, "semantic": 2, "other": 3, "speed": 4}
     columns = [metric_column(k, dims) for k in keys]
     return sorted(columns, key=lambda c: (rank[c.group], SCORE_KEYS.index(c.key) if c.key in SCORE_KEYS else 0))
@@ -171,6 +171,7 @@ def _run_row(run_dir: RunDir, order: dict[str, int], entries: dict[str, dict], n
         "seed": cfg.get("seed", entry.get("seed")), "state": state, "reason": reason, "seconds": seconds,
         "generator": metrics.get("generator"), "kind": metrics.get("method"), "has_result": bool(result),
         "samples_dir": str(run_dir.samples_dir),
+        "groups": metrics.get("dimension_groups") if isinstance(metrics.get("dimension_groups"), dict) else {},
     }
     for key, value in metrics.items():
         if key not in DESCRIPTIVE and _numeric(value):
@@ -213,12 +214,14 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
     order = {h: i for i, h in enumerate(entries)}
     names = display_names(manifest)
     rows = []
+    groups: dict[str, str] = {}
     orphans = 0
     for run_dir in RunStore(folder.parent, folder.name).runs():
         if entries and run_dir.hash not in entries:
             orphans += 1  # a run of an earlier version of the study file: kept on disk, not reported
             continue
         row = _run_row(run_dir, order, entries, names)
+        groups.update(row.pop("groups"))
         where = f"{name}/{row['hash']} ({_describe(row)})"
         if row["study"] not in (None, name):
             problems.append(f"{where}: config.yaml names study '{row['study']}', not '{name}'; "
@@ -244,8 +247,9 @@ def collect_study(folder: Path, stages_dir: Path | None = None) -> StudyData:
     problems += _missing_metric_problems(name, runs, metric_keys)
     if not (runs["state"] == COMPLETE).any():
         problems.insert(0, f"{name}: no complete runs yet ({len(runs)} run folders); the tables are empty")
-    return StudyData(name, folder, manifest, runs, order_columns(metric_keys), problems,
-                     stages_dir if stages_dir is not None else folder.parent / STAGES_DIRNAME, evaluator_of(manifest))
+    return StudyData(name, folder, manifest, runs, order_columns(metric_keys, groups), problems,
+                     stages_dir if stages_dir is not None else folder.parent / STAGES_DIRNAME, evaluator_of(manifest),
+                     dimension_groups(groups))
 
 
 def _flag_rows(name: str, folder: Path, rows: list[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from reports.collect import _known_dimensions
+from reports.collect import dimension_groups
 from reports.figures import Figure, FigureInputs, _save, band, panel_grid
 from reports.learning import (
     CONVERGENCE_SCHEDULE,
@@ -86,7 +86,7 @@ def learning_semantic(inputs: FigureInputs) -> Figure | None:
     points = _points(inputs)
     if points.empty:
         return None
-    dims = _known_dimensions()
+    dims = inputs.study.dimension_groups or dimension_groups()
     logged = set(points["metric"])
     metrics = ([SEMANTIC] if SEMANTIC in logged else []) + [k for k, g in dims.items()
                                                               if g == SEMANTIC and k in logged]
