@@ -10,6 +10,7 @@ holds several studies — the tables (Markdown, LaTeX, HTML, CSV), the figures, 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from harness.tracking import Tracker, mirror_report
 from reports.collect import StudyData, collect_study, find_studies, load_curves
 from reports.figures import FigureInputs, build_figures
 from reports.findings import findings
-from reports.gallery import build_gallery, gallery_html
+from reports.gallery import VIDEOS_DIRNAME, build_gallery, gallery_html
 from reports.html import StudyPage, write_landing_page, write_study_page
 from reports.learning import convergence
 from reports.tables import ResultTable, build_table, evaluator_sentence, to_frame, to_html, write_tables
@@ -97,6 +98,7 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
     table = build_table(data)
     for old in out_dir.glob("*.png"):  # a figure the data no longer supports must not linger
         old.unlink()
+    shutil.rmtree(out_dir / VIDEOS_DIRNAME, ignore_errors=True)  # nor a clip of a run no longer in the study
     files = write_tables(table, out_dir)
     curves = load_curves(data)
     drawn, gallery = [], ""
@@ -107,7 +109,8 @@ def _build_study(folder: Path, stages: Path, out_dir: Path, tracker: Tracker | N
         gallery = gallery_html(built, _relative(folder, out_dir)) if built else ""
     sentences = findings(data, table, curves)
     _log_table(data, table, tracker, [out_dir / f.file for f in drawn])
-    (out_dir / "findings.md").write_text("".join(f"- {s}\n" for s in sentences), encoding="utf-8")
+    scores = f"{evaluator_sentence(table)}\n\n" if table.evaluator else ""
+    (out_dir / "findings.md").write_text(scores + "".join(f"- {s}\n" for s in sentences), encoding="utf-8")
     page = StudyPage(data.name, data.manifest, to_html(table), {fmt: p.name for fmt, p in files.items()},
                      drawn, sentences, data.problems, data.runs, scrub, convergence(curves), gallery,
                      _relative(folder, out_dir), evaluator_sentence(table))

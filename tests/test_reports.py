@@ -260,6 +260,7 @@ def test_dimension_figure_shows_differences_from_the_baseline_row(built):
 
 def test_every_score_figure_and_table_names_the_evaluator(built):
     runs, _ = built
+    assert (runs / "report" / "findings.md").read_text().startswith("Scores: sprites-bench (harness 0.1.0).")
     page = (runs / "report" / "index.html").read_text()
     assert '<p class="evaluator">Scores: sprites-bench (harness 0.1.0).' in page
     captions = re.findall(r"<h3>([^<]*)</h3><img src=\"([^\"]+)\"[^>]*><figcaption>([^<]*)</figcaption>", page)
