@@ -2,7 +2,8 @@
 
 ``build_report(runs_dir)`` reads the run store (never the trackers), and writes to
 ``RUNS_DIR/report/`` — or ``RUNS_DIR/report/<study>/`` with a linking ``index.html`` when the folder
-holds several studies — the tables (Markdown, LaTeX, HTML, CSV), the figures, ``findings.md`` and
+holds several studies — the tables (Markdown, LaTeX ready to ``\\input``: ``table.tex`` and
+``table_full.tex``, HTML, CSV), the figures, the gallery's clips in ``videos/``, ``findings.md`` and
 ``index.html``. Bad input never stops it: every problem becomes one line on the page and in
 :attr:`StudyReport.problems`, and the report is built from what is there.
 """
