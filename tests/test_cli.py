@@ -132,3 +132,28 @@ def test_ls_shows_pending_runs(tmp_path, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("toy ")]
     assert len(rows) == 4
     assert [r.split()[4] for r in rows if gone.name in r] == ["pending"]
+
+
+def test_live_display_shows_no_count_or_bar_for_a_stage_without_a_total():
+    import io
+
+    from rich.console import Console
+
+    from harness.engine.progress import RichProgress
+
+    display = RichProgress()
+    display.progress.stop()
+    display.begin("s", 2, 0)
+    display.event({"run": "r", "name": "asd/1/seed=0", "event": "start", "attempt": 2, "previous": "failed"})
+
+    def shown() -> str:
+        console = Console(record=True, width=140, file=io.StringIO())
+        console.print(display.progress.get_renderable())
+        return console.export_text()
+
+    assert "asd/1/seed=0: resume (attempt 2, was failed)" in shown() and "0/?" not in shown()
+    display.event({"run": "r", "stage": "distill asd", "step": 3, "total": 3})
+    assert "3/3" in shown()
+    display.event({"run": "r", "stage": "evaluate"})  # a new stage without a total: no stale 3/3, no 0/?
+    text = shown()
+    assert "evaluate" in text and "3/3" not in text and "0/?" not in text and "━" not in text.split("evaluate")[1]
