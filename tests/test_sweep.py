@@ -256,15 +256,22 @@ def test_a_sweep_folder_is_a_study_for_ls_and_report_with_linked_pages(tmp_path,
     assert study_index.read_text().count('class="sweep-link"') == 1
 
 
-def test_a_sweep_from_before_study_json_still_lists(tmp_path, capsys):
+def test_a_sweep_from_before_study_json_still_lists_and_reports(tmp_path, capsys, monkeypatch):
     from harness.cli import main
 
+    monkeypatch.setattr("reports.figures.FIGURE_BUILDERS", ())
     study, runs = write(tmp_path), tmp_path / "runs"
-    assert sweep(study, runs_dir=runs, n_trials=1, report=False) == 0
+    assert sweep(study, runs_dir=runs, n_trials=2, report=False) == 0
+    listed = json.loads((runs / "sw" / "study.json").read_text())["runs"]
     (runs / "sw" / "study.json").unlink()
     capsys.readouterr()
     assert main(["ls", str(runs)]) == 0
     assert "no runs yet" not in capsys.readouterr().out
+    assert main(["report", str(runs / "sw")]) == 0
+    out, err = capsys.readouterr()
+    assert "study.json rebuilt from the sweep's storage" in err and "study sw: 2 of 2 runs complete" in out
+    rebuilt = json.loads((runs / "sw" / "study.json").read_text())["runs"]
+    assert [(r["hash"], r["labels"], r["seed"]) for r in rebuilt] == [(r["hash"], r["labels"], r["seed"]) for r in listed]
 
 
 def test_short_parameter_names_drop_plumbing_and_the_shared_path():

@@ -19,6 +19,7 @@ def report(runs_dir: Path, study: str | None = None) -> int:
     """
     from reports import build_reports
 
+    _recover_sweep_manifests(Path(runs_dir))
     print("building the report ...", file=sys.stderr, flush=True)
     result = build_reports(runs_dir, study)
     for built in result.studies:
@@ -61,6 +62,16 @@ def _print_sweep(index: Path) -> None:
     for text in report_warnings(index):
         print(f"  warning: {text}", file=sys.stderr)
     print(f"sweep report: {index}")
+
+
+def _recover_sweep_manifests(runs_dir: Path) -> None:
+    """A sweep folder from before sweeps wrote ``study.json`` gets one from its storage, so it reports."""
+    from harness.sweep.link import sweep_folders
+    from harness.sweep.manifest import recover_study_manifest
+
+    for folder in sweep_folders(runs_dir):
+        if not (folder / "study.json").exists() and recover_study_manifest(folder):
+            print(f"  note: {folder}: study.json rebuilt from the sweep's storage", file=sys.stderr)
 
 
 def _sweep_reports(runs_dir: Path, result) -> None:

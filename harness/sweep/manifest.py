@@ -49,3 +49,35 @@ class ManifestCallback:
         except OSError as exc:
             logging.getLogger(__name__).warning("sweep %s: study.json not updated (%s)", self.spec.name,
                                                 exc.strerror or exc)
+
+
+def recover_study_manifest(folder: Path) -> bool:
+    """``study.json`` for a sweep folder written before sweeps kept one, from its storage and its runs'
+    ``config.yaml``; False when the storage cannot be read (the folder is then listed by ``ls`` only)."""
+    import yaml
+
+    from harness.errors import HarnessError
+    from harness.sweep.report import load_optuna_study
+
+    folder = Path(folder)
+    try:
+        study = load_optuna_study(folder.parent, folder.name)
+    except (HarnessError, OSError, ValueError):
+        return False
+    store = RunStore(folder.parent, folder.name)
+    runs, pipeline = [], None
+    for trial in study.get_trials(deepcopy=False):
+        for short in trial.user_attrs.get(RUNS_ATTR) or []:
+            run = store.run(str(short))
+            try:
+                config = yaml.safe_load(run.config_path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError):
+                config = {}
+            pipeline = pipeline or config.get("pipeline")
+            labels = {"trial": str(trial.number)}
+            seed = config.get("seed")
+            runs.append({"hash": str(short), "labels": labels, "seed": seed,
+                         "name": "/".join([*labels.values(), f"seed={seed}"])})
+    store.write_manifest({"study": folder.name, "config": {"name": folder.name, "pipeline": pipeline or {}},
+                          "runs": runs, "recovered": "from the sweep's storage by harness report"})
+    return True
