@@ -220,7 +220,11 @@ def dimension_differences(inputs: FigureInputs) -> Figure | None:
     name = _save(fig, inputs, "dimensions.png")
     evaluator = table.evaluator.text if table.evaluator else "the world's evaluator"
     bare = f" No interval (one seed on a side): {', '.join(sorted(no_interval))}." if no_interval else ""
-    return Figure(name, f"Per-dimension differences from {pairs[0][1].method}",
-                  f"{evaluator}: each row minus {pairs[0][1].method} at the same steps, on the scores (points) and "
+    base = pairs[0][1].method
+    compared = {id(r) for r, _ in pairs}
+    alone = [r.label for r in table.rows if not r.reference and r.method != base and id(r) not in compared]
+    unpaired = f" Not shown (no {base} row at their steps): {', '.join(alone)}." if alone else ""
+    return Figure(name, f"Per-dimension differences from {base}",
+                  f"{evaluator}: each row minus {base} at the same steps, on the scores (points) and "
                   f"on every dimension (percentage points), with the 95% CI of the difference (paired by seed "
-                  f"where the rows share seeds, else Welch).{bare}")
+                  f"where the rows share seeds, else Welch).{bare}{unpaired}")
