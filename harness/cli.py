@@ -7,51 +7,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from jsonargparse import ArgumentError, ArgumentParser, DefaultHelpFormatter
+from jsonargparse import ArgumentError, ArgumentParser
 
 from harness import __version__
+from harness.commands.arguments import new_parser, study_args
 from harness.commands.ls import ls
 from harness.commands.run import run, validate
 from harness.errors import HarnessError
 
 
-class HelpFormatter(DefaultHelpFormatter):
-    """jsonargparse's help, with types as a user writes them (``path``, not ``<class 'Path'>``)."""
-
-    def _get_type_str(self, action) -> str | None:
-        text = super()._get_type_str(action)
-        if text is None:
-            return None
-        text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
-        return re.sub(r"\bPath\b", "path", text)
-
-
-def new_parser(description: str | None = None, **kwargs) -> ArgumentParser:
-    """Every command's parser: one-line errors (raised, not printed) and readable help."""
-    return ArgumentParser(description=description, exit_on_error=False, formatter_class=HelpFormatter, **kwargs)
-
-
-def _study_args(p: ArgumentParser, several: bool = False) -> None:
-    if several:
-        p.add_argument("study", type=Path, nargs="+", help="study YAML files (or a run's config.yaml)")
-    else:
-        p.add_argument("study", type=Path, help="study YAML file (or a run folder's config.yaml: that one run)")
-    p.add_argument("--preset", type=str, default=None, help="a preset defined in the study's 'presets'")
-    p.add_argument("-s", "--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
-                   help="override a key of the study, e.g. --set seeds=[0,1] (repeatable; merges over the preset)")
-    p.add_argument("--print-config", dest="print_config", action="store_true",
-                   help="print the fully resolved study (preset, overrides and defaults applied) and exit; "
-                        "--print_config works too")
-
-
 def _run_parser() -> ArgumentParser:
     p = new_parser(run.__doc__)
-    _study_args(p)
+    study_args(p)
     p.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path("runs"), help="root of the run store")
     p.add_argument("--cache-dir", dest="cache_dir", type=Path, default=None,
                    help="stage cache shared across studies (default: RUNS_DIR/.stages or $HARNESS_CACHE_DIR)")
@@ -65,7 +36,7 @@ def _run_parser() -> ArgumentParser:
 
 def _validate_parser() -> ArgumentParser:
     p = new_parser(validate.__doc__)
-    _study_args(p, several=True)
+    study_args(p, several=True)
     return p
 
 

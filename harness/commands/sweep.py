@@ -132,10 +132,10 @@ def worker(study: Path, storage: str | None = None, preset: str | None = None, o
 
 def sweep_parser():
     """The argument list of ``harness sweep`` (same style as harness/cli.py)."""
-    from harness.cli import _study_args, new_parser
+    from harness.commands.arguments import new_parser, study_args
 
     p = new_parser(sweep.__doc__.split("\n")[0])
-    _study_args(p)
+    study_args(p)
     _sweep_args(p)
     p.add_argument("--no-report", dest="report", action="store_false", help="do not write the sweep report at the end")
     return p
@@ -143,10 +143,10 @@ def sweep_parser():
 
 def worker_parser():
     """The argument list of ``harness worker``."""
-    from harness.cli import _study_args, new_parser
+    from harness.commands.arguments import new_parser, study_args
 
     p = new_parser(worker.__doc__.split("\n")[0])
-    _study_args(p)
+    study_args(p)
     _sweep_args(p)
     return p
 
