@@ -161,7 +161,8 @@ def sweep_report(runs_dir: str | Path, study_name: str, storage: str | None = No
     counts = {s.name.lower(): n for s in TrialState if (n := len(study.get_trials(deepcopy=False, states=(s,))))}
     link = os.path.relpath(study_report, out) if study_report is not None else None
     page = SweepPage(study_name, names, directions, counts, best, short,
-                     [k for k in files if files[k].suffix == ".png"], warnings_, link)
+                     [k for k in files if files[k].suffix == ".png"], warnings_, link,
+                     no_best="No complete trial satisfies the sweep's constraints." if complete else "No complete trial yet.")
     files["index"] = write_index(page, out)
     atomic_write_json(out / "index.json", {"study": study_name, "objectives": names, "directions": directions,
                                            "parameters": short, "warnings": warnings_,

@@ -26,11 +26,12 @@ class SweepPage:
     figures: list[str]  # PNG file names, in page order
     warnings: list[str] = field(default_factory=list)
     study_report: str | None = None  # relative link to the study's own report
+    no_best: str = "No complete trial yet."  # what the best-trials section says when it is empty
 
 
-def _table(rows: list[dict[str, str]]) -> str:
+def _table(rows: list[dict[str, str]], empty: str = "No complete trial yet.") -> str:
     if not rows:
-        return "<p>No complete trial yet.</p>"
+        return f"<p>{html.escape(empty)}</p>"
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -53,7 +54,7 @@ def write_index(page: SweepPage, out: Path) -> Path:
         parts.append(f'<p><a href="{e(page.study_report)}">The study report</a> (every trial as a row, '
                      "with its videos and learning curves).</p>")
     parts += [f'<p class="warning">Warning: {e(w)}</p>' for w in page.warnings]
-    parts += ["<h2>Best trials</h2>", _table(page.best)]
+    parts += ["<h2>Best trials</h2>", _table(page.best, page.no_best)]
     for stem in page.figures:
         parts += [f"<h2>{e(_figure_title(stem, page.objectives))}</h2>",
                   f'<img src="{e(stem)}.png" alt="{e(stem)}">']
