@@ -20,7 +20,6 @@ from reports.tables import TableRow
 
 MAX_PROMPTS, MAX_SEEDS = 4, 3
 VIDEOS_DIRNAME = "videos"
-VIDEO_WIDTH = 128  # px on the page: sprites videos are tiny and are scaled up without smoothing
 
 
 @dataclass
@@ -107,7 +106,7 @@ def _clip(clip: Clip, runs_href: str) -> str:
     src, seed = html.escape(clip.file), f"seed {html.escape(_seed(clip.seed))}"
     if runs_href:
         seed = f'<a href="{html.escape(runs_href + clip.run)}/" title="run {html.escape(clip.run)}">{seed}</a>'
-    return (f'<figure class="clip"><video src="{src}" width="{VIDEO_WIDTH}" controls loop muted playsinline '
+    return (f'<figure class="clip"><video src="{src}" controls loop muted playsinline '
             f'preload="auto"></video><figcaption>{seed}</figcaption></figure>')
 
 

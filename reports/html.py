@@ -34,7 +34,8 @@ figcaption { font-size: 0.9em; color: #444; } pre { background: #f6f6f6; padding
 table.gallery th { text-align: left; vertical-align: top; white-space: normal; max-width: 24em; }
 table.gallery td { text-align: left; vertical-align: top; }
 figure.clip { display: inline-block; margin: 0 0.3em 0.3em 0; text-align: center; }
-figure.clip video { image-rendering: pixelated; background: #000; display: block; }
+figure.clip video { image-rendering: pixelated; background: #000; display: block; height: auto;
+  min-width: 128px; max-width: 320px; }  /* tiny sprites clips scaled up, Wan's 832 px ones down */
 figure.clip.missing div { width: 128px; height: 128px; background: #eee; color: #777; display: flex;
   align-items: center; justify-content: center; font-size: 0.8em; }
 .evaluator { background: #eef3fa; padding: 0.4em 0.6em; border-left: 3px solid #4a78b5; }
