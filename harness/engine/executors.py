@@ -18,13 +18,14 @@ import subprocess
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import ProcessPoolExecutor as _Pool
 from concurrent.futures import wait as _wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.engine.pipeline import ProgressSink
 from harness.engine.store import FAILED
 from harness.errors import ConfigError
 from harness.parallel import ranks
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from harness.engine.pipeline import Reporter
     from harness.engine.runner import RunJob, RunOutcome
 
-ProgressSink = Callable[[dict[str, Any]], None]
 
 
 def run_resources(job: RunJob, cpus: float, gpus: float) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from harness.engine.store import RunDir
 from harness.errors import TrainingDiverged
 from harness.tracking import Tracker
 
-ProgressSink = Callable[[dict[str, Any]], None]
+ProgressSink = Callable[[dict[str, Any]], None]  # progress events of a run, e.g. {'run': ..., 'stage': ...}
 Reporter = Callable[[float, int], bool]  # (value, step) -> should the run stop now?
 
 

@@ -20,13 +20,13 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.engine.checkpoints import CheckpointStore
-from harness.engine.pipeline import Pipeline, Reporter, RunContext, RunPruned
+from harness.engine.pipeline import Pipeline, ProgressSink, Reporter, RunContext, RunPruned
 from harness.engine.plugins import instantiate_plugin
 from harness.engine.provenance import collect, utc_now
 from harness.engine.rank_stages import RankStageCache
@@ -40,7 +40,6 @@ from harness.tracking import GuardedTracker, NullTracker, RunInfo, Tracker, scru
 
 log = logging.getLogger(__name__)
 
-ProgressSink = Callable[[dict[str, Any]], None]
 
 # Outcome states beyond the stored ones.
 CACHED = "cached"  # complete before this invocation: nothing recomputed
