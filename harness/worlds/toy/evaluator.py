@@ -1,7 +1,8 @@
 """The toy world's evaluator: one dimension, enough to run every evaluation path.
 
-An evaluator names its dimensions, scores a batch of uint8 videos into raw per-dimension numbers, and
-aggregates raw numbers into the scores a report ranks by (``total`` at least).
+An evaluator names its dimensions and their groups (``quality`` / ``semantic``), scores a batch of uint8
+videos into raw per-dimension numbers, and aggregates raw numbers into the scores a report ranks by
+(``total`` at least).
 """
 
 from __future__ import annotations
