@@ -2,7 +2,7 @@
 
 The training loop's eval hook logs, on some critic steps, ``eval/updates`` (generator updates so far),
 ``eval/train_seconds`` (training wall time) and scores ``eval/<raw|ema>/<schedule>/<metric>``
-(:mod:`methods.training_eval`). :func:`eval_points` turns the long curves frame of
+(:mod:`harness.training.evaluation`). :func:`eval_points` turns the long curves frame of
 :func:`reports.collect.load_curves` into one row per (variant, seed, evaluation, model, schedule,
 metric); :func:`curve` averages a variant's seeds at each evaluation with a 95% t-interval; and
 :func:`convergence` gives each variant its verdict: the change of the mean curve over the last quarter
