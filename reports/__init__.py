@@ -23,7 +23,8 @@ from reports.findings import findings
 from reports.gallery import VIDEOS_DIRNAME, build_gallery, gallery_html
 from reports.html import StudyPage, write_landing_page, write_study_page
 from reports.learning import convergence
-from reports.tables import ResultTable, build_table, evaluator_sentence, to_frame, to_html, write_tables
+from reports.table_files import write_tables
+from reports.tables import ResultTable, build_table, evaluator_sentence, to_frame, to_html
 
 REPORT_DIRNAME = "report"
 WANDB_TABLE_KEY = "main_table"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from reports.figures import Figure, FigureInputs, _save, band, panel_grid
+from reports.figure_base import Figure, FigureInputs, band, panel_grid, save
 from reports.learning import ASD_DIAGNOSTIC, curve, eval_points, preferred
 
 PANELS = (  # (logged quantity, panel title, y label)
@@ -81,7 +81,7 @@ def asd_diagnostics(inputs: FigureInputs) -> Figure | None:
             ax.set_ylabel(ylabel, fontsize=7)
             ax.tick_params(labelsize=7)
     fig.tight_layout()
-    name = _save(fig, inputs, "asd_diagnostics.png")
+    name = save(fig, inputs, "asd_diagnostics.png")
     return Figure(name, "ASD diagnostics: can D tell x_n from x_{n+1}, and how hard does it push?",
                   "Per ASD variant (rows) and n (lines), mean over seeds with the 95% t-interval band. D's accuracy "
                   "and logit gap on a fixed held-out set of (x_n, x_{n+1}) pairs of the current generator (grey: "
@@ -155,7 +155,7 @@ def alpha_figure(inputs: FigureInputs) -> Figure | None:
         ax.set_ylabel(key.capitalize())
         ax.set_title(f"{key.capitalize()} at {schedule} step{'s' if schedule != '1' else ''}", fontsize=9)
     fig.tight_layout()
-    name = _save(fig, inputs, "asd_alpha.png")
+    name = save(fig, inputs, "asd_alpha.png")
     return Figure(name, f"{key.capitalize()} against the ASD weight α (the paper's Figure 8)",
                   "Mean over seeds with the 95% t-interval; α = 0 is the step-unified DMD baseline. What each α "
                   "means as a gradient ratio on this backbone is in the ASD diagnostics figure.")

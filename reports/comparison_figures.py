@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from reports.figures import Figure, FigureInputs, _save, panel_grid
+from reports.figure_base import Figure, FigureInputs, panel_grid, save
 from reports.tables import ResultTable, TableRow, compare_rows
 
 # label offsets tried in turn, in points from the point: right, above, below, left, then further out
@@ -132,7 +132,7 @@ def frontier(inputs: FigureInputs) -> Figure | None:
     fig.tight_layout()
     for ax, points, texts, tints in labels:  # after the layout, which moves and resizes the axes
         place_labels(ax, points, texts, tints)
-    name = _save(fig, inputs, "frontier.png")
+    name = save(fig, inputs, "frontier.png")
     note = "".join([
         f" Dotted lines: {', '.join(r.method for r in free if r not in outside)} (no sampling cost)."
         if len(free) > len(outside) else "",
@@ -217,7 +217,7 @@ def dimension_differences(inputs: FigureInputs) -> Figure | None:
         ax.set_visible(False)
     axes[0][0].set_yticks(y, [c.label for c in columns], fontsize=8)
     fig.tight_layout()
-    name = _save(fig, inputs, "dimensions.png")
+    name = save(fig, inputs, "dimensions.png")
     evaluator = table.evaluator.text if table.evaluator else "the world's evaluator"
     bare = f" No interval (one seed on a side): {', '.join(sorted(no_interval))}." if no_interval else ""
     base = pairs[0][1].method

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from reports.figures import FigureInputs
+from reports.figure_base import FigureInputs
 from reports.tables import TableRow
 
 MAX_PROMPTS, MAX_SEEDS = 4, 3

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from reports.figures import Figure
+from reports.figure_base import Figure
 from reports.learning import CONVERGENCE_METRIC, CONVERGENCE_SCHEDULE, LAST_FRACTION, Verdict
 
 STYLE = """

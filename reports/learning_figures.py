@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from reports.collect import dimension_groups
-from reports.figures import Figure, FigureInputs, _save, band, panel_grid
+from reports.figure_base import Figure, FigureInputs, band, panel_grid, save
 from reports.learning import (
     CONVERGENCE_SCHEDULE,
     DIAGNOSTICS,
@@ -68,7 +68,7 @@ def _total_figure(inputs: FigureInputs, x: str, note: bool) -> Figure | None:
         ax.set_title(f"Total at {schedule} step{'s' if schedule != '1' else ''}", fontsize=9)
         ax.set_ylabel(f"Total ({_evaluator(inputs)})")
     fig.tight_layout()
-    name = _save(fig, inputs, f"learning_total_{x}.png")
+    name = save(fig, inputs, f"learning_total_{x}.png")
     return Figure(name, f"Learning curves: Total against {X_LABELS[x]}",
                   f"One line per distilled variant: the mean over seeds of {EMA_NOTE} on the training-eval set "
                   "(train prompts, the hook's own noise), with its 95% t-interval over seeds as the band.")
@@ -102,7 +102,7 @@ def learning_semantic(inputs: FigureInputs) -> Figure | None:
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
     fig.tight_layout()
-    name = _save(fig, inputs, "learning_semantic.png")
+    name = save(fig, inputs, "learning_semantic.png")
     return Figure(name, f"Learning curves: the semantic dimensions at {schedule} step{'s' if schedule != '1' else ''}",
                   f"The Semantic score and each semantic dimension against generator updates: the mean over seeds "
                   f"of {EMA_NOTE}, with the 95% t-interval over seeds as the band.")
@@ -131,7 +131,7 @@ def dmd_diagnostics(inputs: FigureInputs) -> Figure | None:
         ax.set_visible(False)
     axes[0][0].set_ylabel("mean |gap| of x̂0 predictions")
     fig.tight_layout()
-    name = _save(fig, inputs, "dmd_diagnostics.png")
+    name = save(fig, inputs, "dmd_diagnostics.png")
     return Figure(name, "DMD diagnostics: has the fake score left the teacher?",
                   "Per distilled variant, mean absolute gaps between x̂0 predictions on the generator's noised samples, mean "
                   "over seeds with the 95% t-interval band: fake_vs_teacher (critic vs conditional teacher) far below "

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from harness.errors import HarnessError
-from reports.figures import Figure, FigureInputs, _save
+from reports.figure_base import Figure, FigureInputs, save
 from reports.tables import TableRow
 
 FIG4_STEPS = "4"
@@ -78,7 +78,7 @@ def cosine_figure(inputs: FigureInputs) -> Figure | None:
                 continue
             image = _heatmap(ax, matrices[frame], low)
     fig.colorbar(image, ax=axes, shrink=0.8, label="cos(x̂0 at step i, x̂0 at step j)")
-    name = _save(fig, inputs, "x0_cosine.png")
+    name = save(fig, inputs, "x0_cosine.png")
     shown = (f"all {len(every)} frame indices" if len(frames) == len(every)
              else f"the first {len(frames)} of {len(every)} frame indices")
     missing = (f" Not shown: {', '.join(without)} (no run sampled with {FIG4_STEPS} steps)." if without else "")

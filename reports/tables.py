@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -293,20 +292,3 @@ def to_html(table: ResultTable) -> str:
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
     return (f'<table class="results"><caption>{html.escape(legend(table))}</caption>'
             f"<thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-def write_tables(table: ResultTable, out_dir: Path) -> dict[str, Path]:
-    """``table.md``, ``table.tex`` (the paper's columns), ``table_full.tex`` (every column), ``table.html``
-    and ``table.csv`` (numbers as shown) in ``out_dir``."""
-    from reports.latex import to_latex, to_latex_full
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / "table.md", "latex": out_dir / "table.tex",
-             "latex (every column)": out_dir / "table_full.tex", "html": out_dir / "table.html",
-             "csv": out_dir / "table.csv"}
-    paths["markdown"].write_text(to_markdown(table), encoding="utf-8")
-    paths["latex"].write_text(to_latex(table), encoding="utf-8")
-    paths["latex (every column)"].write_text(to_latex_full(table), encoding="utf-8")
-    paths["html"].write_text(to_html(table), encoding="utf-8")
-    to_frame(table).to_csv(paths["csv"], index=False)
-    return paths

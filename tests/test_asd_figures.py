@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from reports.asd_figures import asd_diagnostics, diagnostic_terms, quality_gaps
-from reports.figures import FigureInputs
+from reports.figure_base import FigureInputs
 
 
 def _curves() -> pd.DataFrame:

@@ -243,7 +243,8 @@ def test_counters_are_never_curves():
 
 def test_training_curves_figure_draws_no_counter(paired_study, monkeypatch, tmp_path):
     from reports import learning
-    from reports.figures import FigureInputs, training_curves
+    from reports.figure_base import FigureInputs
+    from reports.figures import training_curves
 
     runs, _ = paired_study
     drawn = []

@@ -159,7 +159,7 @@ def test_figures_have_the_expected_layout(built):
 
 
 def test_cosine_matrices_per_frame_follow_the_schedule(built):
-    from reports.figures import FigureInputs
+    from reports.figure_base import FigureInputs
     from reports.sample_figures import row_cosine
 
     runs, _ = built
@@ -207,7 +207,7 @@ def _as_four_steps(study: Path, steps: str) -> None:
 
 
 def test_fig4_is_drawn_from_each_models_four_step_run(tmp_path):
-    from reports.figures import FigureInputs
+    from reports.figure_base import FigureInputs
     from reports.sample_figures import cosine_figure
 
     study = fx.write_ablation(tmp_path)
