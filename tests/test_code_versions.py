@@ -49,7 +49,9 @@ def run_folders(runs):
 
 def test_code_versions_names_the_class_and_the_bases_that_declare_one(monkeypatch):
     config = {"class_path": TOY, "init_args": {"inner": [{"class_path": "methods.asd.ASD"}]}}
-    assert code_versions(config) == {TOY: 1, "harness.engine.pipeline.Pipeline": 1, "methods.asd.ASD": 1,
+    from methods.asd import ASD
+
+    assert code_versions(config) == {TOY: 1, "harness.engine.pipeline.Pipeline": 1, "methods.asd.ASD": ASD.version,
                                      "methods.base.Method": 1}
     monkeypatch.setattr(CountingPipeline, "version", 3)
     assert code_versions(config)[TOY] == 3
