@@ -41,6 +41,7 @@ vbench-env:
 system-deps:
 	bash scripts/install_chromium.sh
 	bash scripts/install_postgres.sh
+	bash scripts/install_texlive.sh
 
 test: install vbench-env system-deps
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-$(TEST_WAIT_POLICY)} WANDB_MODE=offline WANDB_SILENT=true \
