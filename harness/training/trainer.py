@@ -42,7 +42,7 @@ from harness.training.evaluation import EvalSettings, TrainingEval
 class TrainSettings:
     """Optimisation of a distillation: Self Forcing's ratios, with learning rates scaled for sprites.
 
-    Self Forcing (research/reference_code.md §1.3): AdamW betas (0, 0.999), weight decay 0.01, clip 10,
+    Self Forcing (docs/references.md#self-forcings-training-recipe): AdamW betas (0, 0.999), weight decay 0.01, clip 10,
     ``lr_critic = lr_generator / 5`` (2e-6 / 4e-7 there), ratio 5, EMA 0.99 from step 200 of 600.
     The absolute learning rates and step counts here are assumptions sized for the CPU sprites world.
     ``batch_size`` is the global batch: under torchrun each rank trains on its equal share of it.
