@@ -5,7 +5,7 @@ on what the weights have learnt:
 
 * training iterations/s of ``dmd``, ``self_forcing`` (4 steps) and ``asd``, where one iteration is one
   critic update and the generator is updated every ``--ratio`` iterations (Self Forcing: 5), measured
-  over whole ratio cycles after a warm-up iteration (``asd_ffe`` trains exactly like ``asd``);
+  over whole ratio cycles after a warm-up iteration (ASD with FFE inference trains exactly like ASD);
 * sampling latency per video for the schedules 1, 2, 4, 1*, 2* (best of round-robin runs), its NFE,
   time per forward and that time relative to the 4-step schedule's (1.00 = latency follows NFE
   exactly; the target is within 10 %).
@@ -27,9 +27,11 @@ from harness.diffusion.schedules import StepSchedule
 from harness.training.context import TrainContext
 from harness.training.trainer import TrainSettings
 from harness.worlds.sprites.world import SpritesWorld
-from methods import build_method
+from methods.asd import ASD
+from methods.dmd import DMD
+from methods.self_forcing import SelfForcing
 
-METHODS = ("dmd", "self_forcing", "asd")
+METHODS = {"dmd": DMD, "self_forcing": SelfForcing, "asd": ASD}
 SCHEDULES = ("1", "2", "4", "1*", "2*")
 
 
@@ -48,7 +50,7 @@ def iterations_per_second(world: SpritesWorld, name: str, batch: int, ratio: int
         ctx = TrainContext(
             workdir=Path(workdir), seed=0, log=lambda metrics, step: stamps.append(time.perf_counter())
         )
-        build_method(name, train=settings).distill(world, world.make_backbone(), world.make_backbone(), ctx)
+        METHODS[name](train=settings).distill(world, world.make_backbone(), world.make_backbone(), ctx)
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 

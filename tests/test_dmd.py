@@ -10,7 +10,6 @@ from harness.errors import ConfigError, TrainingDiverged
 from harness.training.context import TrainContext
 from harness.training.trainer import TrainSettings
 from harness.worlds.toy import ToyWorld
-from methods import build_method
 from methods.dmd import DMD, dmd_loss
 from tests.distill_helpers import distill_log
 
@@ -100,7 +99,7 @@ def test_same_seed_same_losses_for_three_iterations(tmp_path):
 
 
 def test_noisy_context_variant_and_bad_config():
-    assert build_method("dmd", context="noisy").context == "noisy"
+    assert DMD(context="noisy").context == "noisy"
     with pytest.raises(ConfigError, match="dmd context 'dirty'"):
         DMD(context="dirty")
     with pytest.raises(ConfigError, match="steps must be between 1 and 4"):

@@ -10,7 +10,6 @@ from harness.diffusion.sampling import NoiseSource, sample_causal
 from harness.errors import CheckpointError, ConfigError
 from harness.training.trainer import TrainSettings
 from harness.worlds.toy import ToyWorld
-from methods import build_method
 from methods.self_forcing import SelfForcing
 from tests.distill_helpers import distill_log
 
@@ -106,7 +105,7 @@ def test_fixed_step_lists_of_the_retrained_baselines():
 def test_same_seed_same_losses_for_three_iterations(tmp_path):
     world = ToyWorld(frames=4)
     _, first = distill_log(SelfForcing(train=FAST), world, tmp_path / "a", seed=1)
-    _, second = distill_log(build_method("self_forcing", train=FAST), world, tmp_path / "b", seed=1)
+    _, second = distill_log(SelfForcing(train=FAST), world, tmp_path / "b", seed=1)
     assert len(first) == 3 and first == second
     assert all(
         {"generator/dmd", "generator/grad_norm", "critic/loss", "critic/grad_norm"} <= set(r) for r in first
