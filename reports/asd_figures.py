@@ -27,6 +27,7 @@ PANELS = (  # (logged quantity, panel title, y label)
     ("quality_gap", "Total at n+1 − at n steps (eval hook)", "Total difference"),
 )
 CHANCE, GATE = 0.5, 0.6
+ASD_KINDS = ("asd", "dmd")
 QUALITY_METRIC = "total"
 
 
@@ -105,6 +106,7 @@ def _term_panel(ax, frame: pd.DataFrame, quantity: str, confidence: float) -> No
         ax.axhline(GATE, color="grey", linewidth=0.8, linestyle=":")
         ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("critic step", fontsize=7)
+    ax.ticklabel_format(axis="y", useOffset=False)  # a ratio held at its target reads as that number
     if ax.get_lines():
         ax.legend(fontsize=6)
 
@@ -136,7 +138,7 @@ def alpha_figure(inputs: FigureInputs) -> Figure | None:
     runs = inputs.study.complete
     if key is None or runs.empty or f"m:{key}" not in runs or "kind" not in runs:
         return None
-    asd = runs[runs["kind"] == "asd"]
+    asd = runs[runs["kind"].isin(ASD_KINDS)]  # ASD at alpha 0 names itself "dmd"; run_alpha drops plain DMD
     asd = asd.assign(alpha=[run_alpha(s) for s in asd["samples_dir"]]).dropna(subset=["alpha"])
     schedules = [s for s in ("1", "2") if (asd["steps"] == s).any()]
     if asd["alpha"].nunique() < 3 or not schedules:
