@@ -107,7 +107,7 @@ def _term_panel(ax, frame: pd.DataFrame, quantity: str, confidence: float) -> No
         ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("critic step", fontsize=7)
     ax.ticklabel_format(axis="y", useOffset=False)  # a ratio held at its target reads as that number
-    if ax.get_lines():
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
 
 
@@ -116,7 +116,7 @@ def _quality_panel(ax, frame: pd.DataFrame, confidence: float) -> None:
         band(ax, curve(group, confidence=confidence), f"n={int(n)}")
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xlabel("generator updates", fontsize=7)
-    if ax.get_lines():
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
 
 
