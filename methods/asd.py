@@ -22,8 +22,8 @@ updates either way; and D's accuracy, logit gap and feature separation on a fixe
 (:mod:`methods.asd_diagnostics`).
 
 Every choice the paper leaves open is a constructor field; the docstring of :class:`ASD` states each
-default and where it comes from (research/paper.md §2, §8). ``asd_ffe`` is this method with
-``inference="ffe"`` (methods/__init__.py).
+default and where it comes from (docs/references.md#the-asd-paper). ASD with First-Frame Enhancement is this
+method with ``inference="ffe"``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.diffusion.conventions import DEFAULT_STEP_LIST
 from harness.diffusion.sampling import NoiseSource
 from harness.errors import ConfigError
-from harness.training.trainer import DEFAULT_TRAIN, StepOutput, TrainSettings
+from harness.training.trainer import StepOutput
 from harness.worlds.base import World
 from methods.asd_calibration import AlphaCalibration, alpha_scale, gradient_ratio
 from methods.asd_diagnostics import HeldOutPairs
@@ -238,27 +237,27 @@ class ASD(DistillationMethod):
 
     Args:
         n_choices: the n drawn (uniformly) each iteration; needs n + 1 <= len(step_list). Default
-            {1, 2, 3}: "n ∈ {1..N} ... all adjacent step pairs" with n + 1 <= N = 4 (paper.md §2.5).
+            {1, 2, 3}: "n ∈ {1..N} ... all adjacent step pairs" with n + 1 <= N = 4 (docs/references.md#what-the-asd-paper-leaves-open).
         alpha: weight of the adversarial term. The paper sweeps {0, 10, 20, 30} (Fig. 8, via reviewer
             3) without naming its default; 10 is assumed (the smallest non-zero value).
         same_noise_level: one t for Ψ of both branches. Default False: reviewer 1 reads Alg. 1 as
-            drawing two timesteps (paper.md §2.2); Self Forcing's GAN code shares one.
+            drawing two timesteps (docs/references.md#what-the-asd-paper-leaves-open); Self Forcing's GAN code shares one.
         same_start_noise: draw x_{n+1} from the same noise streams as x_n (each chunk starts from the
             same noise and shares the re-noise draws of the common steps). Default
-            False: Fig. 3 shows separate samples z1, z2 (paper.md §2.1).
+            False: Fig. 3 shows separate samples z1, z2 (docs/references.md#what-the-asd-paper-leaves-open).
         feature_layers: critic blocks the head reads (negative = from the end). Default the last two;
-            Self Forcing taps 3 of 30 blocks in its back half (paper.md §2.3). Assumed.
+            Self Forcing taps 3 of 30 blocks in its back half (docs/references.md#what-the-asd-paper-leaves-open). Assumed.
         head_heads: attention heads of each register readout.
         train_backbone_with_discriminator: let the discriminator loss update the critic backbone.
-            Default False: papernotes calls the shared fake-score backbone "frozen" (paper.md §2.3);
+            Default False: papernotes calls the shared fake-score backbone "frozen" (docs/references.md#what-the-asd-paper-leaves-open);
             Self Forcing's GAN trainer updates both (True).
         discriminator_weight: weight of the discriminator loss added to the critic's flow loss on a
             shared optimiser step (assumed 1; Self Forcing's GAN uses 1e-2 for a 1.3B backbone).
         discriminator_interval: the discriminator loss joins every k-th critic step (update ratio);
             default 1 = every critic step, which itself runs ``train.critic_updates_per_generator``
-            times per generator step (Self Forcing 5; ASD's ratio is unknown, paper.md §2.4).
+            times per generator step (Self Forcing 5; ASD's ratio is unknown, docs/references.md#what-the-asd-paper-leaves-open).
         r1_weight, r2_weight: finite-difference R1 (n+1 branch) / R2 (n branch) weights; default 0
-            (off). A secondary note reports R3GAN-style λ = 600, σ = 0.05, unverified (paper.md §2.2).
+            (off). A secondary note reports R3GAN-style λ = 600, σ = 0.05, unverified (docs/references.md#what-the-asd-paper-leaves-open).
         regularizer_sigma: σ of the finite differences (Self Forcing default 0.01).
         discriminator_timesteps: noise level sampler of Ψ (Self Forcing GAN: shift 5, clamp [20, 980]);
             its ``shift``, ``min_t`` and ``max_t`` are the distribution of D's noise level. With shift 5
@@ -281,7 +280,7 @@ class ASD(DistillationMethod):
             step); 0 = off.
         diagnostic_pairs: (x_n, x_{n+1}) pairs per n in the held-out set.
         diagnostic_seed: the held-out set's own noise seed (train prompts, noise no training step draws).
-        step_list, reading, inference, renoise, train, timesteps: as for :class:`SelfForcing`.
+        **shared: the settings of every distillation method (:class:`~methods.distill.DistillationMethod`).
     """
 
     name = "asd"
@@ -319,21 +318,9 @@ class ASD(DistillationMethod):
         diagnostics_every: int = 10,
         diagnostic_pairs: int = 16,
         diagnostic_seed: int = 104_729,
-        step_list: tuple[float, ...] = DEFAULT_STEP_LIST,
-        reading: str = "prefix",
-        inference: str = "uniform",
-        renoise: str = "sde",
-        train: TrainSettings = DEFAULT_TRAIN,
-        timesteps: ScoreTimesteps = DEFAULT_TIMESTEPS,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            train=train,
-            timesteps=timesteps,
-            step_list=step_list,
-            reading=reading,
-            inference=inference,
-            renoise=renoise,
-        )
+        super().__init__(**shared)
         choices = tuple(int(n) for n in n_choices)
         if not choices or min(choices) < 1 or max(choices) + 1 > len(self.step_list):
             raise ConfigError(

@@ -107,6 +107,9 @@ def _term_panel(ax, frame: pd.DataFrame, quantity: str, confidence: float) -> No
         ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("critic step", fontsize=7)
     ax.ticklabel_format(axis="y", useOffset=False)  # a ratio held at its target reads as that number
+    low, high = ax.get_ylim()
+    if high - low < 1e-6 * max(1.0, abs(high)):  # a constant (a ratio held at its target): give it room
+        ax.set_ylim(low - 0.5 * max(1.0, abs(low)), high + 0.5 * max(1.0, abs(high)))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
 
