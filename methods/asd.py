@@ -61,6 +61,11 @@ def finite_difference_penalty(
     return ((diff / sigma) ** 2).mean()
 
 
+def _sharded(module: nn.Module) -> bool:
+    """Whether FSDP2 has sharded ``module``'s parameters (they are DTensors)."""
+    return any(hasattr(p, "full_tensor") for p in module.parameters())
+
+
 class ASDRecipe(SelfRolloutRecipe):
     """Self Forcing's steps for a random n, plus D_n on the critic backbone."""
 
@@ -141,7 +146,15 @@ class ASDRecipe(SelfRolloutRecipe):
         return step // self.asd.train.critic_updates_per_generator
 
     def _ratio_due(self, step: int, n: int) -> bool:
-        """Measure the gradient ratio every ``ratio_every`` updates, and before a calibrated α_n exists."""
+        """Measure the gradient ratio every ``ratio_every`` updates, and before a calibrated α_n exists.
+
+        Not under FSDP: ``autograd.grad`` cannot reach sharded parameters (the forward runs on gathered
+        copies), so there is no ratio to log, and α cannot be set from a target ratio."""
+        if _sharded(self.generator):
+            if self.calibration.calibrated:
+                raise ConfigError("asd.target_ratio needs the generator's gradients, which FSDP shards: "
+                                  "set asd.alpha instead, or train with train.parallel ddp")
+            return False
         every = self.asd.ratio_every
         return (every > 0 and self._updates(step) % every == 0) or not self.calibration.known(n)
 

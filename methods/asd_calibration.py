@@ -31,9 +31,19 @@ def alpha_scale(step: int, warmup: int, ramp: int) -> float:
 
 
 def gradient_norm(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> float:
-    """``‖∇ loss‖`` over ``params`` (parameters the loss does not reach count as zero); keeps the graph."""
+    """``‖∇ loss‖`` over ``params`` (parameters the loss does not reach count as zero); keeps the graph.
+
+    Under data parallelism each rank's loss is the mean over its share of the batch, so the full batch's
+    gradient is the mean of the ranks' gradients: they are averaged before the norm is taken, and every
+    rank reads the norm one process would on the whole batch."""
     grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
-    total = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
+    grads = [g for g in grads if g is not None]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        world = torch.distributed.get_world_size()
+        for g in grads:
+            torch.distributed.all_reduce(g)
+            g.div_(world)
+    total = sum(float(g.double().pow(2).sum()) for g in grads)
     return math.sqrt(total)
 
 

@@ -72,8 +72,14 @@ class DiscriminatorHead(nn.Module):
         """The tapped layers' tokens averaged, concatenated [B, D·taps]: the backbone's view, before the head."""
         return torch.cat([features[layer].flatten(1, 2).mean(dim=1) for layer in self.layers], dim=-1)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.mlp(self.readout(features))
+    def forward(
+        self, features: Sequence[torch.Tensor], *, with_readout: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, num_logits] (and the readout they are computed from). Callers go through here, not
+        through ``readout``/``mlp``: under FSDP2 the head's weights are gathered for its forward only."""
+        readout = self.readout(features)
+        logits = self.mlp(readout)
+        return (logits, readout) if with_readout else logits
 
 
 class Discriminator:
@@ -100,5 +106,5 @@ class Discriminator:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Without graph: D_n's logit [B], the pooled backbone features and the head's readout [B, ·]."""
         _, features = self.backbone(x_t, t, cond, causal=False, return_features=True)
-        readout = self.head.readout(features)
-        return self.head.mlp(readout)[:, n - 1], self.head.pooled(features), readout
+        logits, readout = self.head(features, with_readout=True)
+        return logits[:, n - 1], self.head.pooled(features), readout

@@ -201,7 +201,7 @@ def test_a_run_is_launched_under_torchrun_when_it_asks_for_several_gpus(tmp_path
     executors.execute_job(job)
     assert launched == [2]
     monkeypatch.setenv("WORLD_SIZE", "2")  # already a rank: never launch torchrun inside torchrun
-    monkeypatch.setattr(executors, "distributed", dist_h)
+    monkeypatch.setattr(executors, "ranks", dist_h)
     monkeypatch.setattr("harness.engine.runner.execute_run", lambda job, progress, reporter: "ran here")
     assert executors.execute_job(job) == "ran here" and launched == [2]
 

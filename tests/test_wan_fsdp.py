@@ -140,6 +140,8 @@ def test_fsdp_on_two_ranks_equals_one_process_on_the_full_batch(tmp_path):
         got_rows, want_rows = ranks[0][phase]["rows"], single[phase]["rows"]
         assert [r["step"] for r in got_rows] == [r["step"] for r in want_rows] == ([1] if phase == "dmd2" else [0])
         for got, want in zip(got_rows, want_rows):
+            # ASD measures its gradient ratio on unsharded parameters only: FSDP's rows do not log it
+            want = {k: v for k, v in want.items() if not k.startswith("generator/grad_ratio_")}
             assert got.keys() == want.keys()
             for key in want:  # loss terms, gradient norms (sharded grads, one global norm), metrics
                 assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), (phase, key)

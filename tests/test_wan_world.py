@@ -277,6 +277,7 @@ def test_the_paper_main_table_runs_end_to_end_on_the_tiny_preset(tmp_path):
     assert "study paper_main_table: 9 runs — 9 computed, 0 already complete, 0 failed" in proc.stdout
     table = (tmp_path / "runs" / "report" / "table.md").read_text().splitlines()
     rows = [[c.strip() for c in r.strip("|").split("|")][:3] for r in table if r.startswith("| ")][1:]
-    assert rows == [["teacher", "50", "100"], ["diffusion_forcing", "30", "62"], ["dmd_causvid", "4", "10"],
-                    ["self_forcing", "4", "10"], ["self_forcing_2step", "2", "6"], ["self_forcing_1step", "1", "4"],
-                    ["asd", "4", "10"], ["asd", "2*", "8"], ["asd", "1*", "7"]]
+    assert rows == [["Teacher (Wan2.1)", "50", "100"], ["SkyReels-V2 (diffusion forcing)", "30", "62"],
+                    ["CausVid (DMD)", "4", "10"], ["Self Forcing", "4", "10"], ["Self Forcing†", "2", "6"],
+                    ["Self Forcing†", "1", "4"], ["Ours (ASD)", "4", "10"], ["Ours (ASD)", "2*", "8"],
+                    ["Ours (ASD)", "1*", "7"]]  # the paper's names (the study's labels)

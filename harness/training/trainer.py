@@ -132,7 +132,7 @@ class LoopOptions:
     one-model training (:func:`harness.training.fit.fit`) sets and a distillation leaves at the defaults."""
 
     lr_schedule: Callable[[int], float] | None = None  # factor of the generator's lr after k updates
-    fused: bool = False  # fused AdamW for the generator
+    fused: bool = False  # fused AdamW (one kernel for all parameters)
     clip_foreach: bool | None = None  # clip_grad_norm_'s multi-tensor path (None: torch's choice)
     ema_warmup: bool = False  # EMA with a warmed-up decay, averaged from the weights before training
     ranks: Ranks | None = None  # default: ``settings.parallel`` under torchrun, else one process
@@ -152,11 +152,11 @@ class Trainer:
                       if ctx.workdir is not None else None)
         self.ranks: Ranks = options.ranks or training_ranks(settings.parallel)
 
-    def _optimiser(self, module: nn.Module, lr: float, *, fused: bool = False) -> torch.optim.AdamW:
+    def _optimiser(self, module: nn.Module, lr: float) -> torch.optim.AdamW:
         s = self.settings
         return torch.optim.AdamW(
             module.parameters(), lr=lr, betas=tuple(s.betas), weight_decay=s.weight_decay,
-            **({"fused": True} if fused else {}),
+            **({"fused": True} if self.options.fused else {}),
         )
 
     def _critic_optimiser(self, recipe: TrainingRecipe) -> torch.optim.AdamW:
@@ -171,7 +171,7 @@ class Trainer:
         """Train (resuming from the newest checkpoint if any); return the EMA generator (or the generator)."""
         s = self.settings
         self.ranks.prepare(recipe)  # FSDP shards the models here, before the optimisers see them
-        self.opt_g = self._optimiser(recipe.generator, s.lr_generator, fused=self.options.fused)
+        self.opt_g = self._optimiser(recipe.generator, s.lr_generator)
         schedule = self.options.lr_schedule
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule) if schedule else None
         critic = getattr(recipe, "critic", None)
