@@ -17,11 +17,9 @@ import yaml
 
 from harness.engine.config import (
     LoadedStudy,
-    check_allowlist,
+    apply_preset_and_overrides,
     deep_merge,
-    expand_dotted,
     load_raw_study,
-    parse_override,
     read_yaml,
 )
 from harness.engine.study import ResolvedStudy, resolve_study
@@ -63,19 +61,7 @@ def _run_as_study(path: Path, raw: Mapping[str, Any], preset: str | None, overri
     for key in ("tracker", "executor", "allow_modules", "presets", "description"):
         if manifest.get(key) is not None:
             study[key] = manifest[key]
-    run_overrides: dict[str, Any] = {}
-    presets = study.get("presets") or {}
-    if preset is not None:
-        if preset not in presets:
-            raise ConfigError(f"{path}: unknown preset '{preset}' (its study defines: {', '.join(sorted(presets)) or 'none'})")
-        study = deep_merge(study, presets[preset])
-        run_overrides = deep_merge(run_overrides, expand_dotted(presets[preset]).get("pipeline") or {})
-    for text in overrides or []:
-        key, value = parse_override(text)
-        study = deep_merge(study, {key: value})
-        run_overrides = deep_merge(run_overrides, expand_dotted({key: value}).get("pipeline") or {})
-    check_allowlist(study, list(study.get("allow_modules") or []), str(path))
-    return LoadedStudy(path=path, raw=study, preset=preset, overrides=list(overrides or []), run_overrides=run_overrides)
+    return apply_preset_and_overrides(path, study, preset, overrides)
 
 
 def _study_manifest(run_config: Path) -> dict[str, Any]:

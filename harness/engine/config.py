@@ -295,7 +295,14 @@ class LoadedStudy:
 def load_raw_study(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> LoadedStudy:
     """Read the YAML, merge the chosen preset and the ``key=value`` overrides over it."""
     path = Path(path)
-    raw = read_yaml(path)
+    return apply_preset_and_overrides(path, read_yaml(path), preset, overrides)
+
+
+def apply_preset_and_overrides(path: Path, raw: Mapping[str, Any], preset: str | None,
+                               overrides: list[str] | None) -> LoadedStudy:
+    """A study's raw tree with its preset and the ``key=value`` overrides merged over it, the part under
+    ``pipeline`` kept apart (it wins over grid levels), the allowlist checked."""
+    raw = dict(raw)
     run_overrides: dict[str, Any] = {}
     presets = raw.get("presets") or {}
     if not isinstance(presets, Mapping):
