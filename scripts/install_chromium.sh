@@ -16,24 +16,7 @@ if [[ -x "$chromium" ]] && "$chromium" --version >/dev/null 2>&1; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install_chromium: apt-get not found; install Chromium by hand at $chromium" >&2
-    exit 1
-fi
-
-as_root=()
-if [[ "$(id -u)" -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        as_root=(sudo -n)
-    else
-        echo "install_chromium: needs root (or passwordless sudo) to apt-get install chromium" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -qq
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+bash "$(dirname "$0")/apt_install.sh" install_chromium chromium fonts-dejavu-core
 
 if ! "$chromium" --version >/dev/null 2>&1; then
     echo "install_chromium: apt-get finished but $chromium does not run" >&2

@@ -14,24 +14,7 @@ if command -v pdflatex >/dev/null 2>&1 && kpsewhich booktabs.sty >/dev/null 2>&1
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install_texlive: apt-get not found; install pdflatex and booktabs (TeX Live) by hand" >&2
-    exit 1
-fi
-
-as_root=()
-if [[ "$(id -u)" -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        as_root=(sudo -n)
-    else
-        echo "install_texlive: needs root (or passwordless sudo) to apt-get install texlive" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -qq
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends texlive-latex-base texlive-latex-recommended >/dev/null
+bash "$(dirname "$0")/apt_install.sh" install_texlive texlive-latex-base texlive-latex-recommended
 
 if ! command -v pdflatex >/dev/null 2>&1 || ! kpsewhich booktabs.sty >/dev/null 2>&1; then
     echo "install_texlive: apt-get finished but pdflatex or booktabs.sty is missing" >&2
