@@ -92,6 +92,4 @@ def fit(model: nn.Module, trained: Sequence[nn.Parameter], step_loss: Callable[[
     started = time.perf_counter()
     model.train()
     averaged = Trainer(loop, ctx, options).run(_OneModel(model, step_loss), NoiseSource(0))
-    if averaged is model:  # no EMA weights yet (cannot happen with a warm-up EMA, which tracks from step 0)
-        raise RuntimeError("fit: the EMA holds no weights")
     return FitResult(averaged.requires_grad_(False).eval(), losses, time.perf_counter() - started)
